@@ -1,0 +1,32 @@
+# The two commands of the README:  make run  (the console)  and  make test  (the test suite).
+# Both create .venv with a Python 3.12/3.13 they find themselves and install what they need.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench demo clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || "$$(./scripts/find-python)" -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@./scripts/system-deps
+	$(VENV)/bin/uplink-console $(ARGS)
+
+test: $(STAMP)
+	@./scripts/system-deps test
+	$(VENV)/bin/ruff check .
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	@./scripts/system-deps test
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/uplink-console bench ingest $(ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

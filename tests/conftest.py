@@ -1,0 +1,41 @@
+"""Shared fixtures: a real mosquitto with TLS, websockets, passwords and MQTT 5, per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app.devbroker import Mosquitto, generate_pki
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    return generate_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory, pki):
+    """One full broker for the whole run (tests use their own topics)."""
+    b = Mosquitto(tmp_path_factory.mktemp("mosquitto"), pki=pki)
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path, pki):
+    """A broker of this test's own, for tests that stop and restart it."""
+    b = Mosquitto(tmp_path / "own-broker", pki=pki)
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def topic(request) -> str:
+    """A topic prefix no other test uses."""
+    return "test/" + request.node.name.replace("[", "_").replace("]", "_").replace("/", "_")

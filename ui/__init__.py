@@ -1,0 +1,1 @@
+"""Uplink Console Qt user interface."""
