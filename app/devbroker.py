@@ -36,16 +36,19 @@ def find_mosquitto() -> str:
     for cand in (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
         if cand and os.access(cand, os.X_OK):
             return cand
-    raise BrokerUnavailable(
-        "mosquitto is not installed. On Debian/Ubuntu run: sudo apt-get install -y mosquitto"
-    )
+    raise BrokerUnavailable("mosquitto is not installed. On Debian/Ubuntu run: sudo apt-get install -y mosquitto")
 
 
 # ----- certificates ---------------------------------------------------------------------------
 
+
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Uplink Console test"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Uplink Console test"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
 
 
 def make_key(kind: str = "ec"):
@@ -83,9 +86,17 @@ def make_cert(
     )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
     else:
@@ -101,8 +112,7 @@ def write_pem(path: Path, obj, password: str | None = None, *, traditional: bool
     if isinstance(obj, x509.Certificate):
         data = obj.public_bytes(serialization.Encoding.PEM)
     else:
-        enc = (serialization.BestAvailableEncryption(password.encode()) if password
-               else serialization.NoEncryption())
+        enc = serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
         fmt = serialization.PrivateFormat.TraditionalOpenSSL if traditional else serialization.PrivateFormat.PKCS8
         data = obj.private_bytes(serialization.Encoding.PEM, fmt, enc)
     path.write_bytes(data)
@@ -136,8 +146,15 @@ def generate_pki(directory: Path) -> Pki:
     server_key = make_key()
     server = make_cert("localhost", server_key, ca, ca_key, dns=("localhost",))
     now = dt.datetime.now(dt.UTC)
-    expired = make_cert("localhost", server_key, ca, ca_key, dns=("localhost",),
-                        not_before=now - dt.timedelta(days=60), not_after=now - dt.timedelta(days=1))
+    expired = make_cert(
+        "localhost",
+        server_key,
+        ca,
+        ca_key,
+        dns=("localhost",),
+        not_before=now - dt.timedelta(days=60),
+        not_after=now - dt.timedelta(days=1),
+    )
     client_key = make_key("rsa")
     client = make_cert("uplink-console-client", client_key, ca, ca_key, client=True)
     password = "s3cret-key-pass"
@@ -163,6 +180,7 @@ def generate_pki(directory: Path) -> Pki:
 
 
 # ----- the broker -----------------------------------------------------------------------------
+
 
 @dataclass
 class Ports:
@@ -218,19 +236,35 @@ class Mosquitto:
         if self.full:
             passwd = self.dir / "passwd"
             passwd.write_text("")
-            subprocess.run(["mosquitto_passwd", "-b", str(passwd), self.USER, self.PASSWORD], check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["mosquitto_passwd", "-b", str(passwd), self.USER, self.PASSWORD], check=True, capture_output=True
+            )
             os.chmod(passwd, 0o600)
             k = self.pki
             tls = [f"cafile {k.ca}", f"certfile {k.server_cert}", f"keyfile {k.server_key}"]
             lines += [
-                f"listener {p.auth} 127.0.0.1", "allow_anonymous false", f"password_file {passwd}",
-                f"listener {p.tls} 127.0.0.1", "allow_anonymous true", *tls,
-                f"listener {p.mtls} 127.0.0.1", "allow_anonymous true", *tls, "require_certificate true",
-                f"listener {p.ws} 127.0.0.1", "protocol websockets", "allow_anonymous true",
-                f"listener {p.wss} 127.0.0.1", "protocol websockets", "allow_anonymous true", *tls,
-                f"listener {p.expired} 127.0.0.1", "allow_anonymous true",
-                f"cafile {k.ca}", f"certfile {k.expired_cert}", f"keyfile {k.server_key}",
+                f"listener {p.auth} 127.0.0.1",
+                "allow_anonymous false",
+                f"password_file {passwd}",
+                f"listener {p.tls} 127.0.0.1",
+                "allow_anonymous true",
+                *tls,
+                f"listener {p.mtls} 127.0.0.1",
+                "allow_anonymous true",
+                *tls,
+                "require_certificate true",
+                f"listener {p.ws} 127.0.0.1",
+                "protocol websockets",
+                "allow_anonymous true",
+                f"listener {p.wss} 127.0.0.1",
+                "protocol websockets",
+                "allow_anonymous true",
+                *tls,
+                f"listener {p.expired} 127.0.0.1",
+                "allow_anonymous true",
+                f"cafile {k.ca}",
+                f"certfile {k.expired_cert}",
+                f"keyfile {k.server_key}",
             ]
         self.conf.write_text("\n".join(lines) + "\n")
 
@@ -273,8 +307,15 @@ class Mosquitto:
         self.stop()
 
     def url(self, kind: str = "plain", host: str = "localhost") -> str:
-        scheme = {"plain": "mqtt", "auth": "mqtt", "tls": "mqtts", "mtls": "mqtts", "ws": "ws", "wss": "wss",
-                  "expired": "mqtts"}[kind]
+        scheme = {
+            "plain": "mqtt",
+            "auth": "mqtt",
+            "tls": "mqtts",
+            "mtls": "mqtts",
+            "ws": "ws",
+            "wss": "wss",
+            "expired": "mqtts",
+        }[kind]
         return f"{scheme}://{host}:{getattr(self.ports, kind)}"
 
 

@@ -97,7 +97,9 @@ def encode(data: bytes, fmt: str) -> str:
             try:
                 return data.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise PayloadError(f"These bytes are not UTF-8 text (byte {exc.start + 1} is 0x{data[exc.start]:02x}).") from None
+                raise PayloadError(
+                    f"These bytes are not UTF-8 text (byte {exc.start + 1} is 0x{data[exc.start]:02x})."
+                ) from None
         case "json":
             try:
                 return orjson.dumps(orjson.loads(data), option=orjson.OPT_INDENT_2).decode()

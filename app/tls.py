@@ -49,9 +49,7 @@ def load_certificates(path: str, what: str = "certificate") -> list[x509.Certifi
         else:
             certs = [x509.load_der_x509_certificate(data)]
     except ValueError:
-        raise TlsConfigError(
-            f"The {what} file {path} does not contain a certificate in PEM or DER form."
-        ) from None
+        raise TlsConfigError(f"The {what} file {path} does not contain a certificate in PEM or DER form.") from None
     if not certs:
         raise TlsConfigError(f"The {what} file {path} contains no certificate.")
     return certs
@@ -60,9 +58,7 @@ def load_certificates(path: str, what: str = "certificate") -> list[x509.Certifi
 def load_private_key(path: str, password: str | None):
     data = _read(path, "private key")
     pw = password.encode() if password else None
-    loaders = (
-        (serialization.load_pem_private_key,) if b"-----BEGIN" in data else (serialization.load_der_private_key,)
-    )
+    loaders = (serialization.load_pem_private_key,) if b"-----BEGIN" in data else (serialization.load_der_private_key,)
     for loader in loaders:
         try:
             return loader(data, password=pw)
@@ -100,9 +96,7 @@ def load_pkcs12(path: str, password: str | None):
 
 
 def _public_bytes(key) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def check_key_matches(cert: x509.Certificate, key, cert_path: str, key_path: str) -> None:
@@ -202,7 +196,9 @@ def summarize(cert: x509.Certificate) -> CertificateSummary:
     except x509.ExtensionNotFound:
         is_ca = False
     try:
-        dns = tuple(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName))
+        dns = tuple(
+            cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        )
     except x509.ExtensionNotFound:
         dns = ()
     return CertificateSummary(

@@ -24,8 +24,7 @@ def test_no_forbidden_imports_in_app_sources():
 
 def test_importing_every_engine_module_loads_no_qt():
     modules = sorted(
-        ".".join(p.relative_to(APP.parent).with_suffix("").parts).removesuffix(".__init__")
-        for p in APP.rglob("*.py")
+        ".".join(p.relative_to(APP.parent).with_suffix("").parts).removesuffix(".__init__") for p in APP.rglob("*.py")
     )
     code = (
         "import importlib, sys\n"

@@ -80,7 +80,9 @@ def validate_topic_filter(topic: str) -> None:
     levels = topic.split("/")
     if topic.startswith("$share/"):
         if len(levels) < 3 or not levels[1] or not levels[2:] or not "/".join(levels[2:]):
-            raise ConfigError("A shared subscription looks like $share/<group>/<filter>; the group or filter is missing.")
+            raise ConfigError(
+                "A shared subscription looks like $share/<group>/<filter>; the group or filter is missing."
+            )
         if "+" in levels[1] or "#" in levels[1]:
             raise ConfigError("The share group name may not contain + or #.")
         levels = levels[2:]
@@ -168,9 +170,7 @@ def parse_url(url: str, **overrides) -> ConnectionConfig:
         raise ConfigError(f"The broker address {url!r} is not a valid URL ({exc}).") from None
     transport = URL_SCHEMES.get(parts.scheme.lower())
     if transport is None:
-        raise ConfigError(
-            f"Unknown scheme {parts.scheme!r} in {url!r}; use mqtt://, mqtts://, ws:// or wss://."
-        )
+        raise ConfigError(f"Unknown scheme {parts.scheme!r} in {url!r}; use mqtt://, mqtts://, ws:// or wss://.")
     if not parts.hostname:
         raise ConfigError(f"The broker address {url!r} has no host name.")
     values: dict = {"host": parts.hostname, "port": port, "transport": transport}

@@ -28,7 +28,11 @@ _V3_CONNACK = {
     2: ("the broker rejected the client id", "use a shorter client id of letters and digits", True),
     3: ("the broker says the MQTT service is unavailable", "try again later", False),
     4: ("the user name or password is wrong", "check the credentials (API key, token or password)", True),
-    5: ("the broker did not accept these credentials (not authorized)", "check the user name and password, API key or token, and its rights", True),
+    5: (
+        "the broker did not accept these credentials (not authorized)",
+        "check the user name and password, API key or token, and its rights",
+        True,
+    ),
 }
 # MQTT 5 CONNACK reason codes.
 _V5_CONNACK = {
@@ -39,7 +43,11 @@ _V5_CONNACK = {
     0x84: ("the broker does not accept MQTT 5", "choose MQTT 3.1.1", True),
     0x85: ("the broker rejected the client id", "use a shorter client id of letters and digits", True),
     0x86: ("the user name or password is wrong", "check the credentials (API key, token or password)", True),
-    0x87: ("the broker did not accept these credentials (not authorized)", "check the user name and password, API key or token, and its rights", True),
+    0x87: (
+        "the broker did not accept these credentials (not authorized)",
+        "check the user name and password, API key or token, and its rights",
+        True,
+    ),
     0x88: ("the broker says the MQTT service is unavailable", "try again later", False),
     0x89: ("the broker is busy", "try again later", False),
     0x8A: ("this client is banned by the broker", "ask the broker's operator", True),
@@ -60,7 +68,9 @@ def connack_error(rc, config: ConnectionConfig) -> SessionError:
     # paho 2 maps MQTT 3.x return codes onto the MQTT 5 reason codes, but accept both.
     value = rc.value if isinstance(rc, ReasonCode) else int(rc)
     table = _V5_CONNACK if value >= 0x80 else _V3_CONNACK
-    what, todo, fatal = table.get(value, (f"the broker refused the connection (code {value})", "check the settings", True))
+    what, todo, fatal = table.get(
+        value, (f"the broker refused the connection (code {value})", "check the settings", True)
+    )
     return SessionError(f"{config.describe()} refused the connection: {what}. Please {todo}.", fatal=fatal)
 
 
@@ -111,7 +121,8 @@ def describe_exception(exc: BaseException, config: ConnectionConfig) -> SessionE
             )
         if "UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason or "CERTIFICATE_UNKNOWN" in reason:
             return SessionError(
-                f"{where} rejected the client certificate ({exc.reason}). Use a certificate signed by a CA the broker trusts.",
+                f"{where} rejected the client certificate ({exc.reason}). "
+                "Use a certificate signed by a CA the broker trusts.",
                 fatal=True,
             )
         if "WRONG_VERSION_NUMBER" in reason or "RECORD_LAYER_FAILURE" in reason or "PACKET_LENGTH_TOO_LONG" in reason:

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import aiomqtt
-from aiomqtt.exceptions import MqttCodeError, MqttConnectError, MqttError
 import paho.mqtt.client as paho
+from aiomqtt.exceptions import MqttCodeError, MqttConnectError, MqttError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions

@@ -37,4 +37,14 @@ def available() -> list[Platform]:
     return out
 
 
-__all__ = ["DecodeError", "DownlinkRequest", "EncodeError", "OutgoingMessage", "Platform", "ProfileError", "get", "available", "NAMES"]
+__all__ = [
+    "DecodeError",
+    "DownlinkRequest",
+    "EncodeError",
+    "OutgoingMessage",
+    "Platform",
+    "ProfileError",
+    "get",
+    "available",
+    "NAMES",
+]

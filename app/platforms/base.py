@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from app.events import Event
+from app.events import Event, error_event
 from app.mqtt.config import ConfigError, ConnectionConfig, MqttVersion, TlsSettings, parse_url
 from app.payload import json_error_text
 
@@ -137,6 +137,17 @@ class Platform:
     def encode_downlink(self, profile: dict, request: DownlinkRequest) -> OutgoingMessage:
         raise EncodeError(f"{self.label} profiles cannot send downlinks.")
 
+    # Which profile field the CLI's --topic-pattern fills (ThingPark's downlink pattern,
+    # Tektelic's pullTopic ...); None if the platform has no such field.
+    topic_pattern_field: str | None = None
+
+    def parse_or_error(self, topic: str, payload: bytes, properties: dict | None = None) -> list[Event]:
+        """parse(), with a message that is not what the platform sends as one `error` event."""
+        try:
+            return self.parse(topic, payload, properties)
+        except DecodeError as exc:
+            return [error_event(self.name, topic, str(exc))]
+
 
 # ----- helpers the platform modules share ---------------------------------------------------
 
@@ -187,25 +198,51 @@ def upper_hex(value) -> str | None:
     return value.replace(":", "").replace("-", "").upper()
 
 
-def broker_fields(default_url: str = "", *, username_help: str = "", password_help: str = "") -> tuple[ProfileField, ...]:
+def broker_fields(
+    default_url: str = "", *, username_help: str = "", password_help: str = ""
+) -> tuple[ProfileField, ...]:
     """The connection fields most platforms share; a platform adds or replaces its own."""
     return (
-        ProfileField("url", "Broker", required=True, default=default_url or None,
-                     placeholder="mqtts://broker.example.com:8883",
-                     help="mqtt://, mqtts://, ws:// or wss:// with host and optional port."),
+        ProfileField(
+            "url",
+            "Broker",
+            required=True,
+            default=default_url or None,
+            placeholder="mqtts://broker.example.com:8883",
+            help="mqtt://, mqtts://, ws:// or wss:// with host and optional port.",
+        ),
         ProfileField("username", "Username", help=username_help),
         ProfileField("password", "Password", "secret", help=password_help),
-        ProfileField("client_id", "Client id", help="Left empty, one is generated and kept for the session.",
-                     advanced=True),
-        ProfileField("mqtt_version", "MQTT version", "choice", default="3.1.1",
-                     choices=tuple(v.value for v in MqttVersion), advanced=True),
+        ProfileField(
+            "client_id", "Client id", help="Left empty, one is generated and kept for the session.", advanced=True
+        ),
+        ProfileField(
+            "mqtt_version",
+            "MQTT version",
+            "choice",
+            default="3.1.1",
+            choices=tuple(v.value for v in MqttVersion),
+            advanced=True,
+        ),
         ProfileField("keepalive", "Keepalive (s)", "int", default=60, minimum=0, maximum=65535, advanced=True),
-        ProfileField("clean_session", "Clean session", "bool", default=True, advanced=True,
-                     help="Off: the broker keeps the subscriptions and queues QoS 1/2 messages while away."),
-        ProfileField("ca_file", "CA certificate", "file", advanced=True,
-                     help="Empty: the operating system's trusted certificates."),
-        ProfileField("cert_file", "Client certificate", "file", advanced=True,
-                     help="PEM, DER or a PKCS#12 (.p12/.pfx) bundle."),
+        ProfileField(
+            "clean_session",
+            "Clean session",
+            "bool",
+            default=True,
+            advanced=True,
+            help="Off: the broker keeps the subscriptions and queues QoS 1/2 messages while away.",
+        ),
+        ProfileField(
+            "ca_file",
+            "CA certificate",
+            "file",
+            advanced=True,
+            help="Empty: the operating system's trusted certificates.",
+        ),
+        ProfileField(
+            "cert_file", "Client certificate", "file", advanced=True, help="PEM, DER or a PKCS#12 (.p12/.pfx) bundle."
+        ),
         ProfileField("key_file", "Client private key", "file", advanced=True),
         ProfileField("key_password", "Key password", "secret", advanced=True),
         ProfileField("verify_certificate", "Verify the broker's certificate", "bool", default=True, advanced=True),

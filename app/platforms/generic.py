@@ -23,8 +23,13 @@ class GenericPlatform(Platform):
     description = "Any MQTT broker and topic; payloads shown as text, JSON or hex."
     fields = (
         *broker_fields("mqtt://localhost:1883"),
-        ProfileField("topics", "Topics", default="#", required=True,
-                     help="Topic filters to subscribe to, separated by commas or new lines."),
+        ProfileField(
+            "topics",
+            "Topics",
+            default="#",
+            required=True,
+            help="Topic filters to subscribe to, separated by commas or new lines.",
+        ),
         ProfileField("qos", "QoS", "int", default=0, minimum=0, maximum=2),
         ProfileField("publish_topic", "Publish topic", help="Where downlinks/publishes go."),
     )
