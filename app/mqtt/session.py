@@ -200,6 +200,7 @@ class MqttSession:
         on_state: Callable[[StateChange], None] | None = None,
         on_raw_message: Callable[[paho.MQTTMessage], None] | None = None,
         ssl_context_factory: Callable[[], object] | None = None,
+        credentials: Callable[[], tuple[str | None, str | None]] | None = None,
     ) -> None:
         self.config = config
         # A persistent session must present the same client id on every reconnect.
@@ -208,6 +209,9 @@ class MqttSession:
         self._on_state = on_state
         self._on_raw = on_raw_message
         self._ssl_context_factory = ssl_context_factory
+        # Called before every connect attempt for (username, password): short-lived tokens
+        # such as akenza's device JWTs are minted fresh for each (re)connect.
+        self._credentials = credentials
         self._subscriptions: dict[str, Subscription] = {s.topic: s for s in config.subscriptions}
         self._client: _Client | None = None
         self._task: asyncio.Task | None = None
@@ -298,11 +302,14 @@ class MqttSession:
             else:
                 clean_start = False
                 connect_props.SessionExpiryInterval = cfg.session_expiry
+        username, password = cfg.username, cfg.password
+        if self._credentials is not None:
+            username, password = self._credentials()
         client = _Client(
             cfg.host,
             cfg.effective_port,
-            username=cfg.username,
-            password=cfg.password,
+            username=username,
+            password=password,
             identifier=self.client_id,
             protocol=_PROTOCOLS[version],
             clean_session=None if v5 else cfg.clean_session,
@@ -394,7 +401,10 @@ class MqttSession:
 
     async def _connect_and_serve(self, version: MqttVersion, tls_context) -> None:
         cfg = self.config
-        client = self._make_client(version, tls_context)
+        try:
+            client = self._make_client(version, tls_context)
+        except (ValueError, OSError) as exc:  # e.g. a credentials provider that cannot mint a token
+            raise SessionError(str(exc), fatal=True) from None
         try:
             await client.__aenter__()
         except MqttConnectError as exc:
