@@ -126,18 +126,27 @@ def json_error_text(exc: orjson.JSONDecodeError, doc) -> str:
     return f"{msg[:1].lower() + msg[1:]} at line {line}, column {col}"
 
 
+_CONTROL_WHITESPACE = str.maketrans({"\r": " ", "\n": " ", "\t": " "})
+
+
 def is_printable_text(data: bytes) -> bool:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return all(c.isprintable() or c in "\r\n\t" for c in text)
+    return text.translate(_CONTROL_WHITESPACE).isprintable()
 
 
-def preview(data: bytes, limit: int = 200) -> str:
-    """A one-line preview: the text if it is text, else spaced hex."""
+def preview(data: bytes, limit: int = 160) -> str:
+    """A one-line preview: the text if it is text, else spaced hex. On the paint path: keep it cheap."""
     head = data[:limit]
-    if is_printable_text(head) or (len(data) > limit and is_printable_text(head[:-3])):
-        text = head.decode("utf-8", "replace").replace("\r", " ").replace("\n", " ").replace("\t", " ")
-        return text + ("…" if len(data) > limit else "")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut at the limit is still text
+        text = head[: exc.start].decode("utf-8") if len(data) > limit and exc.start >= limit - 3 else None
+    if text is not None:
+        text = text.translate(_CONTROL_WHITESPACE)
+        if text.isprintable():
+            return text + ("…" if len(data) > limit else "")
     return head[: limit // 3].hex(" ") + (" …" if len(data) > limit // 3 else "")

@@ -1,0 +1,131 @@
+"""Starting the window: QApplication, qasync's selector loop, options, the smoke test."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+
+from app import __version__
+
+
+def build_parser(platform=None) -> argparse.ArgumentParser:
+    from app.cli import add_connection_options
+
+    p = argparse.ArgumentParser(prog="uplink-console", description="Uplink Console: the desktop MQTT console.")
+    p.add_argument("--version", action="version", version=f"uplink-console {__version__}")
+    p.add_argument("--smoke-test", type=float, metavar="SECONDS",
+                   help="open the window offscreen, run SECONDS, print one JSON line of measurements, exit")
+    p.add_argument("--max-rows", type=int, default=None, help="rows kept in the message log")
+    add_connection_options(p, platform)
+    return p
+
+
+def rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 1e6 if sys.platform == "darwin" else peak / 1e3
+
+
+class Heartbeat:
+    """A 10 ms timer on the GUI loop; how late it fires is how long the GUI was frozen."""
+
+    def __init__(self, interval_ms: int = 10) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.interval = interval_ms / 1000
+        self.lateness_ms: list[float] = []
+        self._last = time.monotonic()
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._beat)
+        self.timer.start()
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        self.lateness_ms.append(max(0.0, (now - self._last - self.interval) * 1000))
+        self._last = now
+
+    def p99(self) -> float:
+        if not self.lateness_ms:
+            return 0.0
+        values = sorted(self.lateness_ms)
+        return round(values[min(len(values) - 1, int(len(values) * 0.99))], 1)
+
+
+def run(argv: list[str]) -> int:
+    from app.cli import UsageError, connection_from_args, platform_named_in, setup_logging
+    from app.mqtt.config import ConfigError
+
+    args = build_parser(platform_named_in(argv)).parse_args(argv)
+    setup_logging(verbose=bool(os.environ.get("UPLINK_CONSOLE_DEBUG")))
+    config = None
+    if args.url or args.platform:
+        try:
+            config, _platform, _credentials = connection_from_args(args)
+        except (UsageError, ConfigError, ValueError) as exc:
+            print(f"uplink-console: {exc}", file=sys.stderr)
+            return 2
+    if args.smoke_test is not None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    import qasync
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    import resources
+    from ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("Uplink Console")
+    app.setOrganizationName("Uplink Console")
+    app.setApplicationVersion(__version__)
+    app.setStyle("Fusion")
+    app.setWindowIcon(QIcon(resources.path("uplink-console.svg")))
+    with open(resources.path("style.qss")) as f:
+        app.setStyleSheet(f.read())
+    # The engine thread and the GUI share one GIL: a short switch interval keeps the GUI from
+    # waiting 5 ms for every call back into Python while the engine is busy.
+    sys.setswitchinterval(0.0005)
+    # The selector loop on every OS: the default Windows (IOCP) loop has no add_reader.
+    loop = qasync.QSelectorEventLoop(app)
+    asyncio.set_event_loop(loop)
+
+    window = MainWindow(max_rows=args.max_rows)
+    if config is not None:
+        window.connection_bar.load(config)
+        window.connect_with(config)
+    window.show()
+
+    done = asyncio.Event()
+    app.aboutToQuit.connect(done.set)
+    if args.smoke_test is not None:
+        heartbeat = Heartbeat()
+
+        def report() -> None:
+            model = window.log_model
+            print(json.dumps({
+                "rows": model.total_inserted,
+                "first_row_at": model.first_row_at,
+                "last_row_at": model.last_row_at,
+                "stall_p99_ms": heartbeat.p99(),
+                "rss_mb": round(rss_mb(), 1),
+            }), flush=True)
+            window.close()
+            app.quit()
+
+        loop.call_later(args.smoke_test, report)
+    logging.getLogger(__name__).debug("window up")
+    with loop:
+        loop.run_until_complete(done.wait())
+    return 0

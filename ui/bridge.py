@@ -1,0 +1,115 @@
+"""The one place where engine events become Qt signals.
+
+The session runs on the engine thread. Messages land in a lock-free buffer there; a timer on
+the GUI thread drains it every BATCH_INTERVAL_MS and emits one signal per batch, so the GUI
+does one model insert per batch whatever the message rate. State changes cross threads as
+queued signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.mqtt.config import ConnectionConfig, Subscription
+from app.mqtt.session import ReceivedMessage, StateChange
+from app.mqtt.worker import BackgroundSession, EngineThread, MessageBuffer
+
+log = logging.getLogger(__name__)
+BATCH_INTERVAL_MS = 100  # ~10 view updates a second, whatever the rate
+
+
+class SessionBridge(QObject):
+    state_changed = Signal(object)  # StateChange
+    messages_arrived = Signal(list)  # list[ReceivedMessage], one emission per batch
+    error = Signal(str)  # a sentence for the status bar
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.engine = EngineThread()
+        self.session: BackgroundSession | None = None
+        self.buffer = MessageBuffer()
+        self.last_state: StateChange | None = None
+        # Emitted from the engine thread; Qt queues it to the GUI thread.
+        self._state_from_engine.connect(self._on_event_state)
+        self.timer = QTimer(self)
+        self.timer.setInterval(BATCH_INTERVAL_MS)
+        self.timer.timeout.connect(self._drain)
+        self.timer.start()
+
+    _state_from_engine = Signal(object)
+
+    # ----- engine side (runs on the engine thread)
+    def _engine_on_message(self, msg: ReceivedMessage) -> None:
+        self.buffer.push(msg)
+
+    def _engine_on_state(self, change: StateChange) -> None:
+        self._state_from_engine.emit(change)
+
+    # ----- GUI side
+    def _on_event_state(self, change: StateChange) -> None:
+        self.last_state = change
+        self.state_changed.emit(change)
+
+    def _drain(self) -> None:
+        if len(self.buffer):
+            self.messages_arrived.emit(self.buffer.drain())
+
+    @property
+    def connected(self) -> bool:
+        return self.last_state is not None and self.last_state.state == "connected"
+
+    async def connect_to(self, config: ConnectionConfig) -> None:
+        await self.disconnect_from()
+        self.session = BackgroundSession(
+            self.engine, config, on_message=self._engine_on_message, on_state=self._engine_on_state
+        )
+        await self.session.start()
+
+    async def disconnect_from(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.stop()
+
+    async def subscribe(self, sub: Subscription) -> None:
+        if self.session is None:
+            raise RuntimeError("Connect first.")
+        await self.session.subscribe(sub)
+
+    async def unsubscribe(self, topic: str) -> None:
+        if self.session is not None:
+            await self.session.unsubscribe(topic)
+
+    async def publish(self, topic: str, payload: bytes, **kw) -> None:
+        if self.session is None:
+            from app.mqtt.errors import SessionError
+
+            raise SessionError("Not connected; connect first, then publish.")
+        await self.session.publish(topic, payload, **kw)
+
+    def shutdown(self) -> None:
+        self.timer.stop()
+        if self.session is not None:
+            try:
+                self.engine.submit(self.session.session.stop()).result(3)
+            except Exception:  # noqa: BLE001 - closing anyway
+                log.debug("stop on shutdown failed", exc_info=True)
+        self.engine.close()
+
+
+def spawn(coro, on_error=None) -> asyncio.Task:
+    """Runs a coroutine on the GUI loop; errors go to on_error as sentences, never as tracebacks."""
+
+    async def guarded():
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.debug("task failed", exc_info=True)
+            if on_error is not None:
+                on_error(str(exc) or type(exc).__name__)
+
+    return asyncio.ensure_future(guarded())

@@ -1,0 +1,199 @@
+"""The main window: connection bar, subscriptions, publishing, the live message log."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import __version__
+from app.mqtt.config import ConnectionConfig, Subscription
+from app.mqtt.session import SessionState, StateChange
+from ui.bridge import SessionBridge, spawn
+from ui.connection_panel import ConnectionBar
+from ui.message_log import MessageLogModel, MessageLogView
+from ui.side_panels import PublishPanel, SubscriptionsPanel
+
+STATE_STYLE = {
+    SessionState.DISCONNECTED: ("Disconnected", "#6b6b6b"),
+    SessionState.CONNECTING: ("Connecting…", "#9a6700"),
+    SessionState.CONNECTED: ("Connected", "#1a7f37"),
+    SessionState.RECONNECTING: ("Reconnecting…", "#bc4c00"),
+    SessionState.FAILED: ("Failed", "#cf222e"),
+}
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, max_rows: int | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("Uplink Console")
+        self.resize(1280, 780)
+        self.bridge = SessionBridge(self)
+        self.subscriptions: dict[str, Subscription] = {}
+        self.config: ConnectionConfig | None = None
+
+        self.connection_bar = ConnectionBar()
+        self.subscriptions_panel = SubscriptionsPanel()
+        self.publish_panel = PublishPanel()
+        self.log_model = MessageLogModel(**({"max_rows": max_rows} if max_rows else {}))
+        self.log_view = MessageLogView(self.log_model)
+
+        # log toolbar
+        self.count_label = QLabel("No messages yet")
+        self.count_label.setObjectName("hint")
+        hex_box = QCheckBox("Payload as hex")
+        hex_box.toggled.connect(self.log_model.set_payload_as_hex)
+        clear = QPushButton("Clear")
+        clear.clicked.connect(self.log_model.clear)
+        log_bar = QHBoxLayout()
+        log_bar.addWidget(QLabel("<b>Messages</b>"))
+        log_bar.addWidget(self.count_label, 1)
+        log_bar.addWidget(hex_box)
+        log_bar.addWidget(clear)
+        log_box = QWidget()
+        log_lay = QVBoxLayout(log_box)
+        log_lay.setContentsMargins(0, 0, 0, 0)
+        log_lay.addLayout(log_bar)
+        log_lay.addWidget(self.log_view, 1)
+
+        left = QWidget()
+        left_lay = QVBoxLayout(left)
+        left_lay.setContentsMargins(0, 0, 0, 0)
+        left_lay.addWidget(self.subscriptions_panel, 1)
+        left_lay.addWidget(self.publish_panel)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(log_box)
+        split.setStretchFactor(1, 1)
+        split.setSizes([340, 940])
+
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(6, 0, 6, 0)
+        lay.addWidget(self.connection_bar)
+        lay.addWidget(split, 1)
+        self.setCentralWidget(central)
+
+        # status bar: state, last error, rate
+        self.state_label = QLabel()
+        self.state_label.setObjectName("stateLabel")
+        self.error_label = QLabel()
+        self.error_label.setObjectName("warning")
+        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.rate_label = QLabel()
+        sb = self.statusBar()
+        sb.addWidget(self.state_label)
+        sb.addWidget(self.error_label, 1)
+        sb.addPermanentWidget(self.rate_label)
+        self._show_state(StateChange(SessionState.DISCONNECTED))
+
+        quit_action = QAction("Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        self.addAction(quit_action)
+
+        # wiring
+        self.connection_bar.connect_requested.connect(self.connect_with)
+        self.connection_bar.disconnect_requested.connect(self.disconnect)
+        self.connection_bar.invalid.connect(self.show_error)
+        self.subscriptions_panel.subscribe_requested.connect(self.add_subscription)
+        self.subscriptions_panel.unsubscribe_requested.connect(self.remove_subscription)
+        self.subscriptions_panel.invalid.connect(self.show_error)
+        self.publish_panel.publish_requested.connect(self.publish)
+        self.publish_panel.invalid.connect(self.show_error)
+        self.bridge.state_changed.connect(self._show_state)
+        self.bridge.messages_arrived.connect(self.log_model.append_batch)
+
+        self._rate_timer = QTimer(self)
+        self._rate_timer.setInterval(1000)
+        self._rate_timer.timeout.connect(self._update_rate)
+        self._rate_timer.start()
+        self._last_total, self._last_tick = 0, time.monotonic()
+        self.add_subscription(Subscription("#", 0), quiet=True)
+
+    # ----- actions
+    def connect_with(self, config: ConnectionConfig) -> None:
+        if config.subscriptions:
+            self.subscriptions = {s.topic: s for s in config.subscriptions}
+            self.subscriptions_panel.show_subscriptions(list(self.subscriptions.values()))
+        config = config.replace(subscriptions=tuple(self.subscriptions.values()))
+        self.config = config
+        self.connection_bar.set_connected_look(True)
+        self.error_label.clear()
+        spawn(self.bridge.connect_to(config), self.show_error)
+
+    def disconnect(self) -> None:
+        spawn(self.bridge.disconnect_from(), self.show_error)
+
+    def add_subscription(self, sub: Subscription, quiet: bool = False) -> None:
+        self.subscriptions[sub.topic] = sub
+        self.subscriptions_panel.show_subscriptions(list(self.subscriptions.values()))
+        if self.bridge.session is not None:
+            spawn(self.bridge.subscribe(sub), self.show_error)
+        elif not quiet:
+            self.statusBar().showMessage(f"Will subscribe to {sub.topic} when connected.", 4000)
+
+    def remove_subscription(self, topic: str) -> None:
+        self.subscriptions.pop(topic, None)
+        self.subscriptions_panel.show_subscriptions(list(self.subscriptions.values()))
+        spawn(self.bridge.unsubscribe(topic), self.show_error)
+
+    def publish(self, topic: str, payload: bytes, options: dict) -> None:
+        async def go():
+            await self.bridge.publish(topic, payload, **options)
+            self.statusBar().showMessage(f"Published {len(payload):,} bytes to {topic}.", 4000)
+
+        spawn(go(), self.show_error)
+
+    def show_error(self, text: str) -> None:
+        self.error_label.setText(text)
+        self.error_label.setToolTip(text)
+
+    # ----- engine events
+    def _show_state(self, change: StateChange) -> None:
+        text, color = STATE_STYLE[change.state]
+        if change.state == SessionState.CONNECTED and change.mqtt_version:
+            text = f"Connected · MQTT {change.mqtt_version}"
+        elif change.state == SessionState.RECONNECTING and change.retry_in is not None:
+            text = f"Reconnecting in {change.retry_in:.0f} s (attempt {change.attempt})"
+        self.state_label.setText(text)
+        self.state_label.setStyleSheet(f"background: {color}; color: white;")
+        if change.error and change.state != SessionState.CONNECTED:
+            self.show_error(change.error)
+        elif change.state == SessionState.CONNECTED:
+            self.error_label.clear()
+        where = self.config.describe() if self.config else ""
+        self.setWindowTitle(f"Uplink Console — {where}" if where else "Uplink Console")
+        active = change.state not in (SessionState.DISCONNECTED, SessionState.FAILED)
+        self.connection_bar.set_connected_look(active or self.bridge.session is not None
+                                               and change.state != SessionState.FAILED
+                                               and change.state != SessionState.DISCONNECTED)
+
+    def _update_rate(self) -> None:
+        now = time.monotonic()
+        total = self.log_model.total_inserted
+        rate = (total - self._last_total) / max(now - self._last_tick, 1e-6)
+        self._last_total, self._last_tick = total, now
+        shown = len(self.log_model.rows)
+        if total:
+            self.count_label.setText(f"{total:,} received · {shown:,} shown (newest {self.log_model.max_rows:,} kept)")
+        self.rate_label.setText(f"{rate:,.0f} msg/s")
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.bridge.shutdown()
+        super().closeEvent(event)
+
+
+def about_text() -> str:
+    return f"Uplink Console {__version__}"
