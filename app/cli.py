@@ -120,7 +120,9 @@ def connection_from_args(args):
         if args.url and "url" not in {f.name for f in platform.fields}:
             url_cfg = parse_url(args.url)
             config = config.replace(
-                host=url_cfg.host, port=url_cfg.port, transport=url_cfg.transport,
+                host=url_cfg.host,
+                port=url_cfg.port,
+                transport=url_cfg.transport,
                 websocket_path=url_cfg.websocket_path,
             )
     else:
@@ -158,8 +160,9 @@ def connection_from_args(args):
         if "/" in args.share or "+" in args.share or "#" in args.share:
             raise UsageError("The --share group name may not contain '/', '+' or '#'.")
         subs = [
-            s if s.topic.startswith("$share/") else Subscription(f"$share/{args.share}/{s.topic}", s.qos,
-                                                                 s.user_properties, s.no_local)
+            s
+            if s.topic.startswith("$share/")
+            else Subscription(f"$share/{args.share}/{s.topic}", s.qos, s.user_properties, s.no_local)
             for s in subs
         ]
     changes["subscriptions"] = tuple(subs)
@@ -358,8 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # the promise: never a traceback in front of the user
         log.debug("internal error", exc_info=True)
-        print(f"uplink-console {args.command}: internal error ({type(exc).__name__}: {exc}). "
-              "Run again with UPLINK_CONSOLE_DEBUG=1 for details, and report it.", file=sys.stderr)
+        print(
+            f"uplink-console {args.command}: internal error ({type(exc).__name__}: {exc}). "
+            "Run again with UPLINK_CONSOLE_DEBUG=1 for details, and report it.",
+            file=sys.stderr,
+        )
         return 3
 
 

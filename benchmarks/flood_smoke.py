@@ -70,8 +70,21 @@ def paho_reference(port: int, n: int, lines: Path) -> float:
 def smoke(port: int, n: int, lines: Path, seconds: float) -> dict:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ui.launcher", "--smoke-test", str(seconds), "--url", f"mqtt://127.0.0.1:{port}",
-         "--topic", "flood/#"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        [
+            sys.executable,
+            "-m",
+            "ui.launcher",
+            "--smoke-test",
+            str(seconds),
+            "--url",
+            f"mqtt://127.0.0.1:{port}",
+            "--topic",
+            "flood/#",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
     time.sleep(3)
     flood(port, lines)
@@ -94,8 +107,10 @@ def main() -> None:
     span = (result["last_row_at"] or 0) - (result["first_row_at"] or 0)
     rate = rows / span if span > 0 else 0.0
     print(f"paho reference: {ref:,.0f} msg/s")
-    print(f"window:         {rate:,.0f} rows/s ({rows:,} of {a.n:,} rows), "
-          f"stall p99 {result['stall_p99_ms']} ms, rss {result['rss_mb']} MB")
+    print(
+        f"window:         {rate:,.0f} rows/s ({rows:,} of {a.n:,} rows), "
+        f"stall p99 {result['stall_p99_ms']} ms, rss {result['rss_mb']} MB"
+    )
     print(f"window_ratio={rate / ref:.2f} stall_p99_ms={result['stall_p99_ms']} rows={rows}")
 
 

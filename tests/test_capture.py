@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start_capture(*args, env=None) -> subprocess.Popen:
     return subprocess.Popen(
-        [*EXE, "capture", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [*EXE, "capture", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
 
@@ -77,8 +80,17 @@ def test_capture_writes_and_flushes_while_running(broker, tmp_path, topic):
 def test_capture_mqtt5_properties_and_password_from_environment(broker, tmp_path, topic):
     out = tmp_path / "cap.jsonl"
     proc = start_capture(
-        "--url", broker.url("auth"), "--username", broker.USER, "--mqtt-version", "5",
-        "--topic", topic + "/#", "--out", str(out), env={"UPLINK_CONSOLE_PASSWORD": broker.PASSWORD},
+        "--url",
+        broker.url("auth"),
+        "--username",
+        broker.USER,
+        "--mqtt-version",
+        "5",
+        "--topic",
+        topic + "/#",
+        "--out",
+        str(out),
+        env={"UPLINK_CONSOLE_PASSWORD": broker.PASSWORD},
     )
     try:
         wait_connected(proc)
@@ -109,8 +121,18 @@ def test_capture_mqtt5_properties_and_password_from_environment(broker, tmp_path
 def test_capture_survives_broker_restart_without_losing_qos1(own_broker, tmp_path, topic):
     out = tmp_path / "cap.jsonl"
     proc = start_capture(
-        "--url", own_broker.url("plain"), "--topic", topic + "/#", "--qos", "1", "--session", "persistent",
-        "--client-id", "capture-persistent", "--out", str(out),
+        "--url",
+        own_broker.url("plain"),
+        "--topic",
+        topic + "/#",
+        "--qos",
+        "1",
+        "--session",
+        "persistent",
+        "--client-id",
+        "capture-persistent",
+        "--out",
+        str(out),
     )
     try:
         wait_connected(proc)
@@ -131,8 +153,20 @@ def test_capture_survives_broker_restart_without_losing_qos1(own_broker, tmp_pat
 def test_capture_shared_subscription_splits_between_processes(broker, tmp_path, topic):
     outs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     procs = [
-        start_capture("--url", broker.url("plain"), "--topic", topic + "/#", "--qos", "1", "--share", "g",
-                      "--mqtt-version", "5", "--out", str(o))
+        start_capture(
+            "--url",
+            broker.url("plain"),
+            "--topic",
+            topic + "/#",
+            "--qos",
+            "1",
+            "--share",
+            "g",
+            "--mqtt-version",
+            "5",
+            "--out",
+            str(o),
+        )
         for o in outs
     ]
     try:
@@ -150,8 +184,17 @@ def test_capture_shared_subscription_splits_between_processes(broker, tmp_path, 
 
 
 def test_capture_bad_credentials_exit_with_a_sentence(broker, tmp_path):
-    proc = start_capture("--url", broker.url("auth"), "--username", "nobody", "--topic", "#",
-                         "--out", str(tmp_path / "x.jsonl"), env={"UPLINK_CONSOLE_PASSWORD": "wrong"})
+    proc = start_capture(
+        "--url",
+        broker.url("auth"),
+        "--username",
+        "nobody",
+        "--topic",
+        "#",
+        "--out",
+        str(tmp_path / "x.jsonl"),
+        env={"UPLINK_CONSOLE_PASSWORD": "wrong"},
+    )
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 1
     assert "did not accept these credentials" in err.decode()
@@ -159,11 +202,21 @@ def test_capture_bad_credentials_exit_with_a_sentence(broker, tmp_path):
 
 
 def test_capture_usage_errors_are_sentences(tmp_path):
-    r = subprocess.run([*EXE, "capture", "--url", "mqtt://localhost:1", "--out", str(tmp_path / "x")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [*EXE, "capture", "--url", "mqtt://localhost:1", "--out", str(tmp_path / "x")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2 and "--topic" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([*EXE, "capture", "--url", "gopher://x", "--topic", "#", "--out", str(tmp_path / "x")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [*EXE, "capture", "--url", "gopher://x", "--topic", "#", "--out", str(tmp_path / "x")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2 and "Unknown scheme" in r.stderr
 
 

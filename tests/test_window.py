@@ -68,8 +68,9 @@ def test_window_connects_subscribes_shows_and_publishes(qtbot, loop, broker, top
 
     async def scenario():
         window.subscriptions.clear()
-        window.connect_with(parse_url(broker.url("plain"), mqtt_version=MqttVersion.V5,
-                                      subscriptions=(Subscription(topic + "/#", 1),)))
+        window.connect_with(
+            parse_url(broker.url("plain"), mqtt_version=MqttVersion.V5, subscriptions=(Subscription(topic + "/#", 1),))
+        )
         await until(lambda: window.bridge.connected)
         assert "Connected" in window.state_label.text()
         await asyncio.to_thread(publish_with_paho, broker.ports.plain, topic + "/a", [b'{"v": 1}', b"\x01\x02"])
@@ -110,8 +111,9 @@ def test_window_shows_connection_failure_as_a_sentence(qtbot, loop, broker):
 
     async def scenario():
         bar._clicked()
-        await until(lambda: window.bridge.last_state is not None
-                    and window.bridge.last_state.state == SessionState.FAILED)
+        await until(
+            lambda: window.bridge.last_state is not None and window.bridge.last_state.state == SessionState.FAILED
+        )
         assert "did not accept these credentials" in window.error_label.text()
         assert window.state_label.text() == "Failed"
         assert bar.button.text() == "Connect" and bar.url.isEnabled()
@@ -149,8 +151,21 @@ def test_tls_dialog_makes_turning_verification_off_visible(qtbot):
 def test_smoke_test_prints_its_line_connected(broker, topic):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ui.launcher", "--smoke-test", "4", "--url", broker.url("plain"),
-         "--topic", topic + "/#"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        [
+            sys.executable,
+            "-m",
+            "ui.launcher",
+            "--smoke-test",
+            "4",
+            "--url",
+            broker.url("plain"),
+            "--topic",
+            topic + "/#",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     time.sleep(2.0)
     publish_with_paho(broker.ports.plain, topic + "/x", [f"m{i}".encode() for i in range(500)])

@@ -18,8 +18,12 @@ def build_parser(platform=None) -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="uplink-console", description="Uplink Console: the desktop MQTT console.")
     p.add_argument("--version", action="version", version=f"uplink-console {__version__}")
-    p.add_argument("--smoke-test", type=float, metavar="SECONDS",
-                   help="open the window offscreen, run SECONDS, print one JSON line of measurements, exit")
+    p.add_argument(
+        "--smoke-test",
+        type=float,
+        metavar="SECONDS",
+        help="open the window offscreen, run SECONDS, print one JSON line of measurements, exit",
+    )
     p.add_argument("--max-rows", type=int, default=None, help="rows kept in the message log")
     add_connection_options(p, platform)
     return p
@@ -114,13 +118,18 @@ def run(argv: list[str]) -> int:
 
         def report() -> None:
             model = window.log_model
-            print(json.dumps({
-                "rows": model.total_inserted,
-                "first_row_at": model.first_row_at,
-                "last_row_at": model.last_row_at,
-                "stall_p99_ms": heartbeat.p99(),
-                "rss_mb": round(rss_mb(), 1),
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "rows": model.total_inserted,
+                        "first_row_at": model.first_row_at,
+                        "last_row_at": model.last_row_at,
+                        "stall_p99_ms": heartbeat.p99(),
+                        "rss_mb": round(rss_mb(), 1),
+                    }
+                ),
+                flush=True,
+            )
             window.close()
             app.quit()
 

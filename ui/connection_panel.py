@@ -219,6 +219,14 @@ class ConnectionBar(QWidget):
         """active: a session exists (connecting, connected or retrying): the button disconnects."""
         self._connected_look = active
         self.button.setText("Disconnect" if active else "Connect")
-        for w in (self.url, self.username, self.password, self.client_id, self.version, self.keepalive,
-                  self.persistent, self.tls_button):
+        for w in (
+            self.url,
+            self.username,
+            self.password,
+            self.client_id,
+            self.version,
+            self.keepalive,
+            self.persistent,
+            self.tls_button,
+        ):
             w.setEnabled(not active)

@@ -176,9 +176,12 @@ class MainWindow(QMainWindow):
         where = self.config.describe() if self.config else ""
         self.setWindowTitle(f"Uplink Console — {where}" if where else "Uplink Console")
         active = change.state not in (SessionState.DISCONNECTED, SessionState.FAILED)
-        self.connection_bar.set_connected_look(active or self.bridge.session is not None
-                                               and change.state != SessionState.FAILED
-                                               and change.state != SessionState.DISCONNECTED)
+        self.connection_bar.set_connected_look(
+            active
+            or self.bridge.session is not None
+            and change.state != SessionState.FAILED
+            and change.state != SessionState.DISCONNECTED
+        )
 
     def _update_rate(self) -> None:
         now = time.monotonic()

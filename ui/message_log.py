@@ -6,7 +6,7 @@ import datetime as dt
 import time
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
-from PySide6.QtGui import QFont, QFontDatabase
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 from app.mqtt.session import ReceivedMessage
@@ -133,8 +133,13 @@ class MessageLogView(QTableView):
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hh.setStretchLastSection(True)
         fm = self.fontMetrics()
-        for col, sample in ((0, "00:00:00.000 "), (1, "v3/app@ttn/devices/eui-0000/up   "), (2, "QoS "),
-                            (3, "Retain "), (4, "000,000 ")):
+        for col, sample in (
+            (0, "00:00:00.000 "),
+            (1, "v3/app@ttn/devices/eui-0000/up   "),
+            (2, "QoS "),
+            (3, "Retain "),
+            (4, "000,000 "),
+        ):
             self.setColumnWidth(col, fm.horizontalAdvance(sample) + 16)
         self._follow = True
         model.rowsAboutToBeInserted.connect(self._remember_position)
