@@ -1,8 +1,9 @@
 """The one place where engine events become Qt signals.
 
-The session runs on the engine thread. Messages land in a lock-free buffer there; a timer on
-the GUI thread drains it every BATCH_INTERVAL_MS and emits one signal per batch, so the GUI
-does one model insert per batch whatever the message rate. State changes cross threads as
+Sessions run in the engine process (app/mqtt/process.py; UPLINK_CONSOLE_ENGINE=thread runs them
+on a thread of this process instead, for comparison). Batches land in a lock-free buffer; a
+timer on the GUI thread drains it every BATCH_INTERVAL_MS and emits one signal per batch, so the
+GUI does one model insert per batch whatever the message rate. State changes cross threads as
 queued signals.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.mqtt.config import ConnectionConfig, Subscription
 from app.mqtt.session import ReceivedMessage, StateChange
+from app.mqtt.process import EngineProcess, ProcessSession
 from app.mqtt.worker import BackgroundSession, EngineThread, MessageBuffer
 
 log = logging.getLogger(__name__)
@@ -28,8 +31,9 @@ class SessionBridge(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.engine = EngineThread()
-        self.session: BackgroundSession | None = None
+        self.engine_kind = os.environ.get("UPLINK_CONSOLE_ENGINE", "process")
+        self.engine: EngineProcess | EngineThread | None = None  # started at the first connect
+        self.session: BackgroundSession | ProcessSession | None = None
         self.buffer = MessageBuffer()
         self.last_state: StateChange | None = None
         # Emitted from the engine thread; Qt queues it to the GUI thread.
@@ -61,11 +65,20 @@ class SessionBridge(QObject):
     def connected(self) -> bool:
         return self.last_state is not None and self.last_state.state == "connected"
 
-    async def connect_to(self, config: ConnectionConfig) -> None:
+    async def connect_to(self, config: ConnectionConfig, platform: str | None = None) -> None:
         await self.disconnect_from()
-        self.session = BackgroundSession(
-            self.engine, config, on_message=self._engine_on_message, on_state=self._engine_on_state
-        )
+        if self.engine_kind == "thread":
+            if self.engine is None:
+                self.engine = EngineThread()
+            self.session = BackgroundSession(
+                self.engine, config, on_message=self._engine_on_message, on_state=self._engine_on_state
+            )
+        else:
+            if self.engine is None:
+                self.engine = EngineProcess()
+            self.session = ProcessSession(
+                self.engine, config, on_batch=self.buffer.push_many, on_state=self._engine_on_state, platform=platform
+            )
         await self.session.start()
 
     async def disconnect_from(self) -> None:
@@ -91,12 +104,15 @@ class SessionBridge(QObject):
 
     def shutdown(self) -> None:
         self.timer.stop()
-        if self.session is not None:
+        if self.engine is None:
+            return
+        if isinstance(self.engine, EngineThread) and self.session is not None:
             try:
                 self.engine.submit(self.session.session.stop()).result(3)
             except Exception:  # noqa: BLE001 - closing anyway
                 log.debug("stop on shutdown failed", exc_info=True)
-        self.engine.close()
+        self.engine.close()  # the engine process stops its sessions itself
+        self.engine = None
 
 
 def spawn(coro, on_error=None) -> asyncio.Task:

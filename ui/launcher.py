@@ -6,6 +6,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # the engine process of a packaged (frozen) build starts here
     argv = list(sys.argv[1:] if argv is None else argv)
     from app.cli import HEADLESS_COMMANDS
 

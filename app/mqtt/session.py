@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -61,8 +62,9 @@ class StateChange:
     mqtt_version: str | None = None  # the version actually in use once connected
 
 
-@dataclass(slots=True)
-class ReceivedMessage:
+class ReceivedMessage(NamedTuple):
+    """A tuple: cheap to create on the receive path and to pickle across the engine process."""
+
     topic: str
     payload: bytes
     qos: int

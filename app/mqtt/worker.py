@@ -30,6 +30,10 @@ class MessageBuffer:
         self._items.append(item)
         self.total += 1
 
+    def push_many(self, items: list) -> None:
+        self._items.extend(items)
+        self.total += len(items)
+
     def drain(self, limit: int | None = None) -> list:
         items = self._items
         n = len(items) if limit is None else min(limit, len(items))
