@@ -16,8 +16,8 @@ import os
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.mqtt.config import ConnectionConfig, Subscription
-from app.mqtt.session import ReceivedMessage, StateChange
 from app.mqtt.process import EngineProcess, ProcessSession
+from app.mqtt.session import ReceivedMessage, StateChange
 from app.mqtt.worker import BackgroundSession, EngineThread, MessageBuffer
 
 log = logging.getLogger(__name__)
