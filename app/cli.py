@@ -113,10 +113,15 @@ def connection_from_args(args):
         profile = profile_from_args(args, platform)
         if args.url and "url" in {f.name for f in platform.fields}:
             profile["url"] = args.url
+        # Into the profile, so the platform can refuse what it does not support (TTS: QoS 0 only).
+        if args.qos is not None:
+            profile["qos"] = args.qos
+        if args.mqtt_version:
+            profile["mqtt_version"] = args.mqtt_version
         config = platform.connection(profile)
-        provider = getattr(platform, "credentials_provider", None)
+        provider = platform.credentials_provider(profile)
         if provider is not None:
-            credentials = _pair(provider(profile))
+            credentials = _pair(provider)
         if args.url and "url" not in {f.name for f in platform.fields}:
             url_cfg = parse_url(args.url)
             config = config.replace(
@@ -141,7 +146,7 @@ def connection_from_args(args):
         changes["client_id"] = args.client_id
     if args.session:
         changes["clean_session"] = args.session == "clean"
-    if args.mqtt_version:
+    if args.mqtt_version and platform is None:
         changes["mqtt_version"] = MqttVersion(args.mqtt_version)
     if args.ca or args.cert or args.key or args.insecure:
         t = config.tls
@@ -154,7 +159,7 @@ def connection_from_args(args):
             verify_hostname=not args.insecure and t.verify_hostname,
         )
     subs = [Subscription(t, args.qos or 0) for t in args.topic] if args.topic else list(config.subscriptions)
-    if args.qos is not None:
+    if args.qos is not None and (platform is None or args.topic):
         subs = [Subscription(s.topic, args.qos, s.user_properties, s.no_local) for s in subs]
     if args.share:
         if "/" in args.share or "+" in args.share or "#" in args.share:
@@ -201,10 +206,7 @@ def _read_input(source: str | None) -> bytes:
 def cmd_decode(args) -> int:
     platform = platform_registry.get(args.platform)
     payload = _read_input(args.file)
-    parser = platform
-    binder = getattr(platform, "parser_for", None)
-    if binder is not None:
-        parser = binder(profile_from_args(args, platform))
+    parser = platform.parser_for(profile_from_args(args, platform))
     try:
         events = parser.parse(args.topic, payload, None)
     except DecodeError as exc:
@@ -281,7 +283,7 @@ def cmd_bench(args) -> int:
 def build_parser(platform: Platform | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="uplink-console", description="Uplink Console headless commands.")
     p.add_argument("--version", action="version", version=f"uplink-console {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="subcommand", required=True)
 
     c = sub.add_parser("capture", help="subscribe and write every message as a JSON line")
     add_connection_options(c, platform)
@@ -355,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UsageError, ConfigError, ProfileError, EncodeError, PayloadError, DecodeError, ValueError) as exc:
-        print(f"uplink-console {args.command}: {exc}", file=sys.stderr)
+        print(f"uplink-console {args.subcommand}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -66,6 +66,8 @@ class ProfileField:
                 value = value.strip().lower() in ("1", "true", "yes", "on")
             value = bool(value)
         elif self.kind == "choice":
+            by_lower = {str(c).lower(): c for c in self.choices}
+            value = by_lower.get(str(value).lower(), value)
             if value not in self.choices:
                 raise ProfileError(f"{self.label} must be one of {', '.join(self.choices)}, not {value!r}.")
         else:
@@ -122,11 +124,24 @@ class Platform:
         return {f.name: f.default for f in self.fields}
 
     def validate(self, profile: dict) -> dict:
-        """The profile with every value checked and converted; unknown keys are kept."""
+        """The profile with every value checked and converted; missing values take the field's
+        default; unknown keys are kept."""
         out = dict(profile)
         for f in self.fields:
-            out[f.name] = f.check(profile.get(f.name))
+            value = profile.get(f.name)
+            if (value is None or value == "") and f.default is not None:
+                value = f.default
+            out[f.name] = f.check(value)
         return out
+
+    def parser_for(self, profile: dict) -> Platform:
+        """A parser that knows the profile (e.g. ThingPark's topic pattern); by default itself."""
+        return self
+
+    def credentials_provider(self, profile: dict):
+        """None, or a callable returning (username, password, expires_at) fresh for each connect
+        (akenza's device JWTs expire)."""
+        return None
 
     def connection(self, profile: dict) -> ConnectionConfig:
         raise NotImplementedError
@@ -177,7 +192,7 @@ def to_int(value) -> int | None:
         return value
     try:
         f = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return int(f) if f == f and abs(f) != float("inf") else None
 
@@ -187,7 +202,7 @@ def to_float(value) -> float | None:
         return None
     try:
         f = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return f if f == f and abs(f) != float("inf") else None
 
