@@ -206,7 +206,9 @@ def _read_input(source: str | None) -> bytes:
 def cmd_decode(args) -> int:
     platform = platform_registry.get(args.platform)
     payload = _read_input(args.file)
-    parser = platform.parser_for(profile_from_args(args, platform))
+    profile = profile_from_args(args, platform)
+    # Options such as ThingPark's --uplink-topic-pattern let the parser use the topic too.
+    parser = platform.parser_for(profile) if profile else platform
     try:
         events = parser.parse(args.topic, payload, None)
     except DecodeError as exc:

@@ -169,8 +169,8 @@ class MainWindow(QMainWindow):
             text = f"Reconnecting in {change.retry_in:.0f} s (attempt {change.attempt})"
         self.state_label.setText(text)
         self.state_label.setStyleSheet(f"background: {color}; color: white;")
-        if change.error and change.state != SessionState.CONNECTED:
-            self.show_error(change.error)
+        if change.error:
+            self.show_error(change.error)  # when connected: a subscription the broker refused
         elif change.state == SessionState.CONNECTED:
             self.error_label.clear()
         where = self.config.describe() if self.config else ""

@@ -434,9 +434,15 @@ class MqttSession:
         self._client = client
         self._version_in_use = version
         try:
-            self._set_state(SessionState.CONNECTED, mqtt_version=str(version))
+            # "Connected" once the subscriptions are in place: an observer that publishes on
+            # "connected" must not lose messages to the gap.
+            refused = []
             for sub in list(self._subscriptions.values()):
-                await self._subscribe_on(client, sub)
+                try:
+                    await self._subscribe_on(client, sub)
+                except SessionError as exc:
+                    refused.append(exc.message)
+            self._set_state(SessionState.CONNECTED, mqtt_version=str(version), error=" ".join(refused) or None)
             try:
                 # shield: cancelling stop() must not cancel aiomqtt's own future, so the finally
                 # below can still say goodbye to the broker.

@@ -189,12 +189,14 @@ def to_int(value) -> int | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return value if -(2**63) < value < 2**63 else None
     try:
         f = float(value)
     except (TypeError, ValueError, OverflowError):
         return None
-    return int(f) if f == f and abs(f) != float("inf") else None
+    if f != f or abs(f) >= 2**63:  # NaN, infinities and what no 64-bit column can hold
+        return None
+    return int(f)
 
 
 def to_float(value) -> float | None:
