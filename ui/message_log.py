@@ -14,6 +14,10 @@ from app.payload import preview
 
 COLUMNS = ("Time", "Topic", "QoS", "Retain", "Size", "Payload")
 DEFAULT_MAX_ROWS = 200_000
+_DISPLAY = Qt.ItemDataRole.DisplayRole
+_ALIGN = Qt.ItemDataRole.TextAlignmentRole
+_FONT = Qt.ItemDataRole.FontRole
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
 class MessageLogModel(QAbstractTableModel):
@@ -27,6 +31,9 @@ class MessageLogModel(QAbstractTableModel):
         self.max_rows = max_rows
         self.rows: list[ReceivedMessage] = []
         self.payload_as_hex = False
+        # Characters of payload preview worth building: what fits the column. Text shaping is
+        # most of a repaint's cost, and a repaint happens ten times a second under load.
+        self.preview_chars = 120
         self.total_inserted = 0
         self.first_row_at: float | None = None  # time.monotonic() of the first inserted row
         self.last_row_at: float | None = None
@@ -44,6 +51,40 @@ class MessageLogModel(QAbstractTableModel):
             return COLUMNS[section]
         return None
 
+    def _display(self, msg: ReceivedMessage, col: int) -> str:
+        if col == 0:
+            return dt.datetime.fromtimestamp(msg.received_at).strftime("%H:%M:%S.%f")[:-3]
+        if col == 1:
+            return msg.topic
+        if col == 2:
+            return str(msg.qos)
+        if col == 3:
+            return "R" if msg.retain else ""
+        if col == 4:
+            return f"{len(msg.payload):,}"
+        n = self.preview_chars
+        return msg.payload[: n // 3 + 1].hex(" ") if self.payload_as_hex else preview(msg.payload, n)
+
+    def multiData(self, index: QModelIndex, span) -> None:  # noqa: N802
+        """All the roles a delegate asks for, in one call into Python instead of about seven:
+        under a flood this is most of what a repaint costs."""
+        row, col = index.row(), index.column()
+        if not index.isValid() or row >= len(self.rows):
+            for rd in span:
+                rd.clearData()
+            return
+        msg = self.rows[row]
+        for rd in span:
+            role = rd.role()
+            if role == _DISPLAY:
+                rd.setData(self._display(msg, col))
+            elif role == _ALIGN and col in (2, 3, 4):
+                rd.setData(_RIGHT)
+            elif role == _FONT and col == 5 and self.payload_as_hex:
+                rd.setData(self._mono)
+            else:
+                rd.clearData()
+
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
@@ -52,18 +93,7 @@ class MessageLogModel(QAbstractTableModel):
             return None
         msg = self.rows[row]
         if role == Qt.ItemDataRole.DisplayRole:
-            if col == 0:
-                return dt.datetime.fromtimestamp(msg.received_at).strftime("%H:%M:%S.%f")[:-3]
-            if col == 1:
-                return msg.topic
-            if col == 2:
-                return str(msg.qos)
-            if col == 3:
-                return "R" if msg.retain else ""
-            if col == 4:
-                return f"{len(msg.payload):,}"
-            if col == 5:
-                return msg.payload[:64].hex(" ") if self.payload_as_hex else preview(msg.payload)
+            return self._display(msg, col)
         elif role == Qt.ItemDataRole.ToolTipRole and col in (1, 5):
             return msg.topic if col == 1 else preview(msg.payload, 2000)
         elif role == Qt.ItemDataRole.TextAlignmentRole and col in (2, 3, 4):
@@ -144,6 +174,16 @@ class MessageLogView(QTableView):
         self._follow = True
         model.rowsAboutToBeInserted.connect(self._remember_position)
         model.rowsInserted.connect(self._follow_tail)
+        hh.sectionResized.connect(self._fit_preview)
+        self._fit_preview()
+
+    def _fit_preview(self, *args) -> None:
+        width = max(self.columnWidth(5), self.viewport().width() - sum(self.columnWidth(c) for c in range(5)))
+        self.model().preview_chars = max(16, width // max(1, self.fontMetrics().averageCharWidth()) + 4)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit_preview()
 
     def at_bottom(self) -> bool:
         bar = self.verticalScrollBar()
