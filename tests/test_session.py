@@ -269,3 +269,32 @@ async def test_publish_while_disconnected_says_so():
     session = MqttSession(parse_url("mqtt://127.0.0.1:1"))
     with pytest.raises(SessionError, match="Not connected"):
         await session.publish("a/b", b"x")
+
+
+async def test_a_refusal_after_a_working_connection_is_retried(own_broker, topic):
+    """Credentials that worked once: a refusal after a broker restart is retried, not fatal."""
+    states = []
+    cfg = parse_url(
+        own_broker.url("auth"),
+        username=own_broker.USER,
+        password=own_broker.PASSWORD,
+        reconnect_interval=0.2,
+        reconnect_max_interval=0.5,
+    )
+    session = MqttSession(cfg, on_state=states.append)
+    async with session:
+        await session.wait_connected(10)
+        passwd = own_broker.dir / "passwd"
+        saved = passwd.read_text()
+        passwd.write_text("")  # the broker comes back knowing no users
+        await asyncio.to_thread(own_broker.restart)
+        deadline = time.monotonic() + 10
+        while not any(s.error and "did not accept" in s.error for s in states) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert session.state != SessionState.FAILED
+        passwd.write_text(saved)
+        await asyncio.to_thread(own_broker.restart)
+        deadline = time.monotonic() + 15
+        while session.state != SessionState.CONNECTED and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert session.state == SessionState.CONNECTED

@@ -375,6 +375,7 @@ class MqttSession:
         attempt = 0
         delay = cfg.reconnect_interval
         last_error: str | None = None
+        ever_connected = False
         try:
             tls_context = await self._build_tls()
         except (ValueError, OSError) as exc:  # TlsConfigError is a ValueError
@@ -393,6 +394,7 @@ class MqttSession:
                 except _Connected as lost:
                     error = lost.error
                     attempt, delay = 0, cfg.reconnect_interval
+                    ever_connected = True
                     break
                 except _FallBack:
                     continue  # try the next MQTT version right away
@@ -401,7 +403,9 @@ class MqttSession:
                     break
             assert error is not None
             last_error = error.message
-            if error.fatal:
+            # A setting that never worked will not start working: stop and say so. Once a
+            # connection has worked, a refusal may be the broker being reconfigured: keep trying.
+            if error.fatal and not ever_connected:
                 self._set_state(SessionState.FAILED, error=error.message, attempt=attempt)
                 return
             attempt += 1
