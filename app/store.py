@@ -1,0 +1,272 @@
+"""The in-memory uplink store: a million normalized events in columns, with device indexes.
+
+Rows arrive in column batches (see `columns_from_rows`, built in the engine process). Numbers
+live in `array`s (8 bytes a value, no Python object per cell; missing = NONE_INT or NaN),
+repeated strings (device, gateway, kind, topic ...) are interned so a million rows share a few
+thousand string objects, and the frame payload and the decoded object are kept as bytes (the
+decoded object as JSON; missing = b""). Every row has an absolute position (`base + index`)
+that survives trimming, so indexes and selections stay valid while the oldest rows go.
+
+Filters run column-wide in C (map/compress over arrays) rather than a Python call per row.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import operator
+import re
+from array import array
+from dataclasses import dataclass
+from itertools import compress, count, repeat
+
+ROW_FIELDS = (
+    "id",  # history id (SQLite rowid), NONE_INT if not stored
+    "ts",  # receive time, epoch seconds
+    "platform",
+    "kind",
+    "application_id",
+    "device_id",
+    "dev_eui",
+    "dev_addr",
+    "f_port",
+    "f_cnt",
+    "payload",  # frame payload bytes (b"" when none)
+    "decoded",  # decoded object as JSON bytes (b"" when none)
+    "rssi",
+    "snr",
+    "gateway_id",
+    "gateways",
+    "spreading_factor",
+    "bandwidth_hz",
+    "frequency_hz",
+    "error",
+    "topic",
+)
+F = {name: i for i, name in enumerate(ROW_FIELDS)}
+NONE_INT = -(2**62)  # "missing" in integer columns
+INT_COLS = ("id", "f_port", "f_cnt", "gateways", "spreading_factor", "bandwidth_hz", "frequency_hz")
+FLOAT_COLS = ("ts", "rssi", "snr")
+STR_COLS = ("platform", "kind", "application_id", "device_id", "dev_eui", "dev_addr", "gateway_id", "error", "topic")
+BYTES_COLS = ("payload", "decoded")
+INTERNED = ("platform", "kind", "application_id", "device_id", "dev_eui", "dev_addr", "gateway_id", "topic")
+
+
+def columns_from_rows(rows: list[tuple]) -> dict:
+    """Rows (tuples in ROW_FIELDS order, None for missing) -> normalized columns + device keys.
+
+    Runs in the engine process, so the GUI process only extends arrays.
+    """
+    if not rows:
+        return {}
+    cols = dict(zip(ROW_FIELDS, (list(c) for c in zip(*rows, strict=True)), strict=True))
+    for name in INT_COLS:
+        cols[name] = [NONE_INT if v is None else v for v in cols[name]]
+    for name in FLOAT_COLS:
+        cols[name] = [math.nan if v is None else v for v in cols[name]]
+    for name in BYTES_COLS:
+        cols[name] = [b"" if v is None else v for v in cols[name]]
+    cols["device_key"] = [e or d for e, d in zip(cols["dev_eui"], cols["device_id"], strict=True)]
+    return cols
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    device: str | None = None  # device key (DevEUI, else device id), exact
+    kinds: frozenset[str] = frozenset()  # empty: every kind
+    f_port: int | None = None
+    gateway: str | None = None
+    text: str = ""  # in device id, DevEUI, topic, error, decoded JSON (any case), payload hex
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.device or self.kinds or self.f_port is not None or self.gateway or self.text)
+
+
+class EventStore:
+    def __init__(self, max_rows: int = 1_000_000, trim_chunk: int | None = None) -> None:
+        self.max_rows = max_rows
+        # Trim in chunks: deleting the front of a column moves the whole column.
+        self.trim_chunk = trim_chunk if trim_chunk is not None else max(1, max_rows // 100)
+        self.base = 0  # absolute position of index 0
+        self.cols: dict[str, list | array] = {}
+        for name in INT_COLS:
+            self.cols[name] = array("q")
+        for name in FLOAT_COLS:
+            self.cols[name] = array("d")
+        for name in (*STR_COLS, *BYTES_COLS):
+            self.cols[name] = []
+        self._intern: dict = {}
+        self.device_index: dict[str, array] = {}  # device key -> absolute positions
+        self.total_appended = 0
+
+    def __len__(self) -> int:
+        return len(self.cols["ts"])
+
+    @property
+    def end(self) -> int:
+        """Absolute position after the last row."""
+        return self.base + len(self)
+
+    # ----- writing
+    def append_columns(self, batch: dict) -> int:
+        """Appends a column batch; returns how many of the oldest rows were trimmed."""
+        if not batch:
+            return 0
+        c = self.cols
+        setdefault = self._intern.setdefault
+        start = self.end
+        for name in INT_COLS:
+            c[name].extend(batch[name])
+        for name in FLOAT_COLS:
+            c[name].extend(batch[name])
+        for name in INTERNED:
+            col = batch[name]
+            c[name].extend(map(setdefault, col, col))
+        c["error"].extend(batch["error"])
+        c["payload"].extend(batch["payload"])
+        c["decoded"].extend(batch["decoded"])
+        index = self.device_index
+        for pos, key in zip(count(start), batch["device_key"]):
+            if key is not None:
+                positions = index.get(key)
+                if positions is None:
+                    positions = index[setdefault(key, key)] = array("q")
+                positions.append(pos)
+        self.total_appended += len(batch["ts"])
+        return self._trim()
+
+    def append_rows(self, rows: list[tuple]) -> int:
+        return self.append_columns(columns_from_rows(rows))
+
+    def _trim(self) -> int:
+        excess = len(self) - self.max_rows
+        if excess <= 0 or excess < self.trim_chunk:
+            return 0
+        for col in self.cols.values():
+            del col[:excess]
+        self.base += excess
+        for key, positions in list(self.device_index.items()):
+            cut = bisect.bisect_left(positions, self.base)
+            if cut == len(positions):
+                del self.device_index[key]
+            elif cut:
+                del positions[:cut]
+        return excess
+
+    def set_max_rows(self, n: int) -> int:
+        self.max_rows = max(1, n)
+        self.trim_chunk = min(self.trim_chunk, max(1, n // 100))
+        return self._trim()
+
+    def clear(self) -> None:
+        self.base = self.end
+        for col in self.cols.values():
+            del col[:]
+        self.device_index.clear()
+
+    # ----- reading
+    def value(self, pos: int, name: str):
+        v = self.cols[name][pos - self.base]
+        if name in INT_COLS:
+            return None if v == NONE_INT else v
+        if name in FLOAT_COLS:
+            return None if v != v else v
+        if name in BYTES_COLS:
+            return v or None
+        return v
+
+    def row(self, pos: int) -> dict:
+        return {name: self.value(pos, name) for name in ROW_FIELDS}
+
+    def matching(self, flt: Filter, start: int | None = None) -> array:
+        """Absolute positions of the rows that pass flt, in order (start: only from there on)."""
+        lo = self.base if start is None else max(start, self.base)
+        if lo >= self.end:
+            return array("q")
+        if flt.device is not None:
+            positions = self.device_index.get(flt.device)
+            if positions is None:
+                return array("q")
+            cand = positions[bisect.bisect_left(positions, lo) :]
+            if flt.is_empty or not self._masks(flt, 0, probe=True):
+                return cand
+            # Few rows: test each candidate.
+            keep = self._row_test(flt)
+            return array("q", [p for p in cand if keep(p - self.base)])
+        masks = self._masks(flt, lo - self.base)
+        if not masks:
+            return array("q", range(lo, self.end))
+        mask = masks[0]
+        for m in masks[1:]:
+            mask = map(operator.and_, mask, m)
+        return array("q", compress(range(lo, self.end), mask))
+
+    def _masks(self, flt: Filter, i0: int, probe: bool = False) -> list:
+        """Column-wide boolean iterables, one per condition (probe: just say whether any)."""
+        c = self.cols
+        out = []
+        if flt.kinds:
+            out.append(None if probe else map(flt.kinds.__contains__, _tail(c["kind"], i0)))
+        if flt.f_port is not None:
+            out.append(None if probe else map(operator.eq, _tail(c["f_port"], i0), repeat(flt.f_port)))
+        if flt.gateway:
+            out.append(None if probe else map(operator.eq, _tail(c["gateway_id"], i0), repeat(flt.gateway)))
+        if flt.text:
+            out.append(None if probe else self._text_mask(flt.text, i0))
+        return out
+
+    def _text_mask(self, text: str, i0: int):
+        c = self.cols
+        needle = text.lower()
+        # Interned columns: decide once per distinct value, then look the answer up per row.
+        masks = []
+        for name in ("device_id", "dev_eui", "topic", "gateway_id"):
+            col = _tail(c[name], i0)
+            hits = {v for v in set(col) if v is not None and needle in v.lower()}
+            if hits:
+                masks.append(map(hits.__contains__, _tail(c[name], i0)))
+        pattern = re.compile(re.escape(text.encode()), re.IGNORECASE)
+        masks.append(map(bool, map(pattern.search, _tail(c["decoded"], i0))))
+        errors = _tail(c["error"], i0)
+        masks.append(map(lambda e: e is not None and needle in e.lower(), errors))
+        hex_needle = needle.replace(" ", "")
+        if hex_needle and len(hex_needle) % 2 == 0 and all(ch in "0123456789abcdef" for ch in hex_needle):
+            masks.append(map(operator.contains, _tail(c["payload"], i0), repeat(bytes.fromhex(hex_needle))))
+        mask = masks[0]
+        for m in masks[1:]:
+            mask = map(operator.or_, mask, m)
+        return mask
+
+    def _row_test(self, flt: Filter):
+        c = self.cols
+        tests = []
+        if flt.kinds:
+            tests.append(lambda i: c["kind"][i] in flt.kinds)
+        if flt.f_port is not None:
+            tests.append(lambda i: c["f_port"][i] == flt.f_port)
+        if flt.gateway:
+            tests.append(lambda i: c["gateway_id"][i] == flt.gateway)
+        if flt.text:
+            needle = flt.text.lower()
+            pattern = re.compile(re.escape(flt.text.encode()), re.IGNORECASE)
+            hex_needle = needle.replace(" ", "")
+
+            def text_test(i: int) -> bool:
+                for name in ("device_id", "dev_eui", "topic", "gateway_id", "error"):
+                    v = c[name][i]
+                    if v is not None and needle in v.lower():
+                        return True
+                if pattern.search(c["decoded"][i]):
+                    return True
+                return bool(hex_needle) and hex_needle in c["payload"][i].hex()
+
+            tests.append(text_test)
+        return lambda i: all(t(i) for t in tests)
+
+    def devices(self) -> list[str]:
+        return sorted(self.device_index)
+
+
+def _tail(col, i0: int):
+    return col if i0 == 0 else col[i0:]
