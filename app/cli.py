@@ -106,9 +106,10 @@ def _password(args) -> str | None:
 
 
 def connection_from_args(args):
-    """(ConnectionConfig, platform or None, credentials provider or None) from the options."""
+    """(ConnectionConfig, platform or None, credentials provider or None, profile) from the options."""
     platform = platform_registry.get(args.platform) if getattr(args, "platform", None) else None
     credentials = None
+    profile: dict = {}
     if platform is not None:
         profile = profile_from_args(args, platform)
         if args.url and "url" in {f.name for f in platform.fields}:
@@ -171,7 +172,7 @@ def connection_from_args(args):
             for s in subs
         ]
     changes["subscriptions"] = tuple(subs)
-    return config.replace(**changes), platform, credentials
+    return config.replace(**changes), platform, credentials, profile
 
 
 def _pair(provider):
@@ -190,7 +191,7 @@ def cmd_capture(args) -> int:
 
     if not args.out:
         raise UsageError("Give the output file with --out FILE.jsonl (or --out - for standard output).")
-    config, platform, credentials = connection_from_args(args)
+    config, platform, credentials, _profile = connection_from_args(args)
     return asyncio.run(run_capture(config, args.out, platform, credentials))
 
 
@@ -274,9 +275,7 @@ def cmd_encode_downlink(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from app.bench import main as bench_main
-
-    return bench_main(args.rest)
+    raise UsageError("The benchmark opens the window offscreen: run it as `uplink-console bench ingest`.")
 
 
 # ----- parser ------------------------------------------------------------------------------

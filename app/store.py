@@ -20,6 +20,8 @@ from array import array
 from dataclasses import dataclass
 from itertools import compress, count, repeat
 
+import orjson
+
 ROW_FIELDS = (
     "id",  # history id (SQLite rowid), NONE_INT if not stored
     "ts",  # receive time, epoch seconds
@@ -50,6 +52,45 @@ FLOAT_COLS = ("ts", "rssi", "snr")
 STR_COLS = ("platform", "kind", "application_id", "device_id", "dev_eui", "dev_addr", "gateway_id", "error", "topic")
 BYTES_COLS = ("payload", "decoded")
 INTERNED = ("platform", "kind", "application_id", "device_id", "dev_eui", "dev_addr", "gateway_id", "topic")
+
+
+def event_row(event, ts: float, row_id: int | None = None) -> tuple:
+    """A normalized Event as a row tuple (ROW_FIELDS order, None for missing)."""
+    payload = None
+    if event.payload_hex:
+        try:
+            payload = bytes.fromhex(event.payload_hex)
+        except ValueError:
+            payload = None
+    decoded = None
+    if event.decoded is not None:
+        try:
+            decoded = orjson.dumps(event.decoded)
+        except TypeError:
+            decoded = None
+    return (
+        row_id,
+        ts,
+        event.platform,
+        event.kind,
+        event.application_id,
+        event.device_id,
+        event.dev_eui,
+        event.dev_addr,
+        event.f_port,
+        event.f_cnt,
+        payload,
+        decoded,
+        event.rssi,
+        event.snr,
+        event.gateway_id,
+        event.gateways,
+        event.spreading_factor,
+        event.bandwidth_hz,
+        event.frequency_hz,
+        event.error,
+        event.topic,
+    )
 
 
 def columns_from_rows(rows: list[tuple]) -> dict:
@@ -109,8 +150,10 @@ class EventStore:
         return self.base + len(self)
 
     # ----- writing
-    def append_columns(self, batch: dict) -> int:
-        """Appends a column batch; returns how many of the oldest rows were trimmed."""
+    def append_columns(self, batch: dict, trim: bool = True) -> int:
+        """Appends a column batch; returns how many of the oldest rows were trimmed.
+
+        trim=False leaves trimming to an explicit `trim()`, so a Qt model can announce it."""
         if not batch:
             return 0
         c = self.cols
@@ -134,14 +177,22 @@ class EventStore:
                     positions = index[setdefault(key, key)] = array("q")
                 positions.append(pos)
         self.total_appended += len(batch["ts"])
+        return self._trim() if trim else 0
+
+    def excess(self) -> int:
+        """How many of the oldest rows `trim()` would remove now (0 until a whole chunk is over)."""
+        excess = len(self) - self.max_rows
+        return excess if excess > 0 and excess >= self.trim_chunk else 0
+
+    def trim(self) -> int:
         return self._trim()
 
     def append_rows(self, rows: list[tuple]) -> int:
         return self.append_columns(columns_from_rows(rows))
 
     def _trim(self) -> int:
-        excess = len(self) - self.max_rows
-        if excess <= 0 or excess < self.trim_chunk:
+        excess = self.excess()
+        if not excess:
             return 0
         for col in self.cols.values():
             del col[:excess]

@@ -73,10 +73,10 @@ def run(argv: list[str]) -> int:
 
     args = build_parser(platform_named_in(argv)).parse_args(argv)
     setup_logging(verbose=bool(os.environ.get("UPLINK_CONSOLE_DEBUG")))
-    config = None
+    config = platform = profile = None
     if args.url or args.platform:
         try:
-            config, _platform, _credentials = connection_from_args(args)
+            config, platform, _credentials, profile = connection_from_args(args)
         except (UsageError, ConfigError, ValueError) as exc:
             print(f"uplink-console: {exc}", file=sys.stderr)
             return 2
@@ -106,7 +106,10 @@ def run(argv: list[str]) -> int:
     asyncio.set_event_loop(loop)
 
     window = MainWindow(max_rows=args.max_rows)
-    if config is not None:
+    if config is not None and platform is not None:
+        # The engine process mints fresh credentials itself (akenza JWTs) from the profile.
+        window.connect_platform(platform.name, profile, config)
+    elif config is not None:
         window.connection_bar.load(config)
         window.connect_with(config)
     window.show()
@@ -117,13 +120,13 @@ def run(argv: list[str]) -> int:
         heartbeat = Heartbeat()
 
         def report() -> None:
-            model = window.log_model
+            rows, first, last = window.rows_in_tables()
             print(
                 json.dumps(
                     {
-                        "rows": model.total_inserted,
-                        "first_row_at": model.first_row_at,
-                        "last_row_at": model.last_row_at,
+                        "rows": rows,
+                        "first_row_at": first,
+                        "last_row_at": last,
                         "stall_p99_ms": heartbeat.p99(),
                         "rss_mb": round(rss_mb(), 1),
                     }

@@ -65,7 +65,10 @@ class SessionBridge(QObject):
     def connected(self) -> bool:
         return self.last_state is not None and self.last_state.state == "connected"
 
-    async def connect_to(self, config: ConnectionConfig, platform: str | None = None) -> None:
+    async def connect_to(
+        self, config: ConnectionConfig, platform: str | None = None, profile: dict | None = None
+    ) -> None:
+        """platform None: raw messages (ReceivedMessage items); else column batches of events."""
         await self.disconnect_from()
         if self.engine_kind == "thread":
             if self.engine is None:
@@ -77,7 +80,12 @@ class SessionBridge(QObject):
             if self.engine is None:
                 self.engine = EngineProcess()
             self.session = ProcessSession(
-                self.engine, config, on_batch=self.buffer.push_many, on_state=self._engine_on_state, platform=platform
+                self.engine,
+                config,
+                on_batch=self.buffer.push_many if platform is None else self.buffer.push,
+                on_state=self._engine_on_state,
+                platform=platform,
+                profile=profile,
             )
         await self.session.start()
 

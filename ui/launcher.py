@@ -12,6 +12,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from app.cli import HEADLESS_COMMANDS
 
+    if argv and argv[0] == "bench":  # opens the real window offscreen
+        from ui.bench import main as bench_main
+
+        return bench_main(argv[1:])
     if argv and (argv[0] in HEADLESS_COMMANDS or argv[0] == "--version"):
         from app.cli import main as cli_main
 

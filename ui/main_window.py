@@ -8,11 +8,13 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
+    QDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -37,6 +39,7 @@ STATE_STYLE = {
 class MainWindow(QMainWindow):
     def __init__(self, max_rows: int | None = None) -> None:
         super().__init__()
+        self.max_rows = max_rows
         self.setWindowTitle("Uplink Console")
         self.resize(1280, 780)
         self.bridge = SessionBridge(self)
@@ -78,11 +81,17 @@ class MainWindow(QMainWindow):
         split.setStretchFactor(1, 1)
         split.setSizes([340, 940])
 
+        # Raw MQTT shows the message log; a platform connection shows its uplink workspace.
+        self.pages = QStackedWidget()
+        self.pages.addWidget(split)
+        self.workspace = None  # created at the first platform connection
+        self.platform_name: str | None = None
+        self.profiles: dict[str, dict] = {}  # the last profile used per platform, this run
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.setContentsMargins(6, 0, 6, 0)
         lay.addWidget(self.connection_bar)
-        lay.addWidget(split, 1)
+        lay.addWidget(self.pages, 1)
         self.setCentralWidget(central)
 
         # status bar: state, last error, rate
@@ -105,6 +114,7 @@ class MainWindow(QMainWindow):
 
         # wiring
         self.connection_bar.connect_requested.connect(self.connect_with)
+        self.connection_bar.platform_connect_requested.connect(self.ask_platform_connection)
         self.connection_bar.disconnect_requested.connect(self.disconnect)
         self.connection_bar.invalid.connect(self.show_error)
         self.subscriptions_panel.subscribe_requested.connect(self.add_subscription)
@@ -113,7 +123,7 @@ class MainWindow(QMainWindow):
         self.publish_panel.publish_requested.connect(self.publish)
         self.publish_panel.invalid.connect(self.show_error)
         self.bridge.state_changed.connect(self._show_state)
-        self.bridge.messages_arrived.connect(self.log_model.append_batch)
+        self.bridge.messages_arrived.connect(self._on_event_batches)
 
         self._rate_timer = QTimer(self)
         self._rate_timer.setInterval(1000)
@@ -123,7 +133,51 @@ class MainWindow(QMainWindow):
         self.add_subscription(Subscription("#", 0), quiet=True)
 
     # ----- actions
+    def _on_event_batches(self, items: list) -> None:
+        if self.platform_name is None:
+            self.log_model.append_batch(items)
+        elif self.workspace is not None:
+            self.workspace.ingest(items)
+
+    def ask_platform_connection(self, name: str) -> None:
+        from app import platforms
+        from ui.profile_dialog import ProfileDialog
+
+        platform = platforms.get(name)
+        dialog = ProfileDialog(platform, self.profiles.get(name), self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.connect_platform(name, dialog.profile, dialog.config)
+
+    def connect_platform(self, name: str, profile: dict, config: ConnectionConfig) -> None:
+        from app import platforms
+        from ui.workspace import PlatformWorkspace
+
+        if self.workspace is None:
+            self.workspace = PlatformWorkspace(**({"max_rows": self.max_rows} if self.max_rows else {}))
+            self.pages.addWidget(self.workspace)
+        self.profiles[name] = profile
+        self.platform_name = name
+        self.workspace.platform_name = name
+        self.pages.setCurrentWidget(self.workspace)
+        idx = self.connection_bar.platform.findData(name)
+        self.connection_bar.platform.setCurrentIndex(idx)
+        self.connection_bar.show_summary(f"{platforms.get(name).label} · {config.describe()}")
+        self.config = config
+        self.connection_bar.set_connected_look(True)
+        self.error_label.clear()
+        spawn(self.bridge.connect_to(config, name, profile), self.show_error)
+
+    def rows_in_tables(self) -> tuple[int, float | None, float | None]:
+        """Rows that reached the message log and the uplink table, with the first and last times."""
+        models = [self.log_model] + ([self.workspace.model] if self.workspace is not None else [])
+        rows = self.log_model.total_inserted + (self.workspace.model.rows_shown_total if self.workspace else 0)
+        firsts = [m.first_row_at for m in models if m.first_row_at is not None]
+        lasts = [m.last_row_at for m in models if m.last_row_at is not None]
+        return rows, min(firsts) if firsts else None, max(lasts) if lasts else None
+
     def connect_with(self, config: ConnectionConfig) -> None:
+        self.platform_name = None
+        self.pages.setCurrentIndex(0)
         if config.subscriptions:
             self.subscriptions = {s.topic: s for s in config.subscriptions}
             self.subscriptions_panel.show_subscriptions(list(self.subscriptions.values()))

@@ -52,6 +52,7 @@ def engine_main(conn) -> None:
 async def _serve(conn) -> None:
     from app.mqtt.errors import SessionError
     from app.mqtt.session import MqttSession
+    from app.store import columns_from_rows, event_row
 
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue = asyncio.Queue()
@@ -69,6 +70,7 @@ async def _serve(conn) -> None:
     threading.Thread(target=read_commands, name="engine-commands", daemon=True).start()
     sessions: dict[int, MqttSession] = {}
     pending: dict[int, list] = {}
+    as_columns: set[int] = set()  # sessions whose items are event rows, sent as column batches
 
     def send(msg) -> None:
         try:
@@ -80,7 +82,11 @@ async def _serve(conn) -> None:
         items = pending.get(session_id)
         if items:
             pending[session_id] = []
-            send(("batch", session_id, items))
+            if session_id in as_columns:
+                # Transposed here, on the engine's core: the GUI process only extends arrays.
+                send(("batch", session_id, columns_from_rows(items)))
+            else:
+                send(("batch", session_id, items))
 
     async def flusher() -> None:
         while True:
@@ -88,19 +94,20 @@ async def _serve(conn) -> None:
             for sid in list(pending):
                 flush(sid)
 
-    def make_sinks(sid: int, platform_name: str | None):
+    def make_sinks(sid: int, platform_name: str | None, profile: dict):
         items: list = []
         pending[sid] = items
         if platform_name:
             from app import platforms
 
-            platform = platforms.get(platform_name)
-            parse = platform.parse_or_error
+            parse = platforms.get(platform_name).parser_for(profile).parse_or_error
+            as_columns.add(sid)
 
             def on_message(msg) -> None:
                 batch = pending[sid]
+                ts = msg.received_at
                 for event in parse(msg.topic, msg.payload, msg.properties):
-                    batch.append(event.to_row() if hasattr(event, "to_row") else event)
+                    batch.append(event_row(event, ts))
                 if len(batch) >= MAX_BATCH:
                     flush(sid)
         else:
@@ -126,9 +133,16 @@ async def _serve(conn) -> None:
             try:
                 result = None
                 if op == "start":
-                    sid, config, platform_name = args
-                    on_message, on_state = make_sinks(sid, platform_name)
-                    session = MqttSession(config, on_message=on_message, on_state=on_state)
+                    sid, config, platform_name, profile = args
+                    on_message, on_state = make_sinks(sid, platform_name, profile or {})
+                    credentials = None
+                    if platform_name:
+                        from app import platforms
+
+                        provider = platforms.get(platform_name).credentials_provider(profile or {})
+                        if provider is not None:
+                            credentials = _first_two(provider)
+                    session = MqttSession(config, on_message=on_message, on_state=on_state, credentials=credentials)
                     sessions[sid] = session
                     await session.start()
                 elif op == "stop":
@@ -137,6 +151,7 @@ async def _serve(conn) -> None:
                         await session.stop()
                         flush(args[0])
                     pending.pop(args[0], None)
+                    as_columns.discard(args[0])
                 else:
                     session = sessions.get(args[0])
                     if session is None:
@@ -165,6 +180,14 @@ async def _serve(conn) -> None:
                 await asyncio.wait_for(session.stop(), 2)
             except Exception:  # noqa: BLE001
                 pass
+
+
+def _first_two(provider):
+    def credentials():
+        result = provider()
+        return result[0], result[1]
+
+    return credentials
 
 
 # ----- parent side -------------------------------------------------------------------------
@@ -281,15 +304,17 @@ class ProcessSession:
         on_batch: Callable[[list], None],
         on_state: Callable[[StateChange], None],
         platform: str | None = None,
+        profile: dict | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
         self.platform = platform
+        self.profile = profile
         self.id = engine.new_session_id()
         engine.register(self.id, on_batch, on_state)
 
     async def start(self) -> None:
-        await self.engine.run("start", self.id, self.config, self.platform)
+        await self.engine.run("start", self.id, self.config, self.platform, self.profile)
 
     async def stop(self) -> None:
         try:

@@ -1,0 +1,407 @@
+"""The live uplink table: every platform's normalized events in the same columns.
+
+The model is a window onto an EventStore (app/store.py): no per-row Python objects, display
+text built only for visible cells (one multiData call per cell), inserts and trims announced
+once per batch. A filter turns the model into a view of matching absolute positions.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import math
+from array import array
+
+import orjson
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFontDatabase, QIcon, QPainter, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
+
+from app.store import NONE_INT, EventStore, Filter
+
+COLUMNS = (
+    ("time", "Time"),
+    ("platform", "Platform"),
+    ("kind", "Kind"),
+    ("device", "Device"),
+    ("dev_eui", "DevEUI"),
+    ("f_port", "FPort"),
+    ("f_cnt", "FCnt"),
+    ("payload", "Payload"),
+    ("decoded", "Decoded"),
+    ("rssi", "RSSI"),
+    ("snr", "SNR"),
+    ("gateway", "Gateway"),
+    ("sf", "SF / BW"),
+    ("frequency", "Frequency"),
+)
+COL = {key: i for i, (key, _) in enumerate(COLUMNS)}
+PLATFORM_LABELS = {
+    "tts": "TTS",
+    "tektelic": "Tektelic",
+    "akenza": "akenza",
+    "thingpark": "ThingPark",
+    "drogue": "Drogue",
+    "generic": "MQTT",
+}
+KIND_COLORS = {
+    "uplink": "#1a7f37",
+    "join": "#0969da",
+    "downlink_queued": "#8250df",
+    "downlink_sent": "#8250df",
+    "downlink_ack": "#1b7c83",
+    "downlink_nack": "#bc4c00",
+    "downlink_failed": "#cf222e",
+    "location": "#6e7781",
+    "service_data": "#6e7781",
+    "status": "#6e7781",
+    "event": "#6e7781",
+    "error": "#cf222e",
+}
+KIND_LABELS = {k: k.replace("downlink_", "down ").replace("_", " ") for k in KIND_COLORS}
+_DISPLAY = Qt.ItemDataRole.DisplayRole
+_DECORATION = Qt.ItemDataRole.DecorationRole
+_ALIGN = Qt.ItemDataRole.TextAlignmentRole
+_FONT = Qt.ItemDataRole.FontRole
+_BACKGROUND = Qt.ItemDataRole.BackgroundRole
+_FOREGROUND = Qt.ItemDataRole.ForegroundRole
+_TOOLTIP = Qt.ItemDataRole.ToolTipRole
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+_NUMERIC = {COL["f_port"], COL["f_cnt"], COL["rssi"], COL["snr"], COL["frequency"]}
+_MONO = {COL["payload"], COL["dev_eui"]}
+
+
+def _kind_icon(color: str) -> QIcon:
+    pix = QPixmap(10, 10)
+    pix.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pix)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setBrush(QColor(color))
+    p.setPen(Qt.PenStyle.NoPen)
+    p.drawEllipse(1, 1, 8, 8)
+    p.end()
+    return QIcon(pix)
+
+
+def decoded_summary(data: bytes, limit: int = 80) -> str:
+    """`{"temperature": 21.5, "humidity": 40}` -> `temperature=21.5 humidity=40`."""
+    if not data:
+        return ""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data[:limit].decode("utf-8", "replace")
+    if isinstance(obj, dict):
+        parts = []
+        size = 0
+        for k, v in obj.items():
+            text = f"{k}={_short(v)}"
+            parts.append(text)
+            size += len(text) + 1
+            if size > limit:
+                break
+        out = " ".join(parts)
+    else:
+        out = _short(obj, limit)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def _short(v, limit: int = 24) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, dict | list):
+        text = orjson.dumps(v).decode()
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+    return str(v)
+
+
+class UplinkTableModel(QAbstractTableModel):
+    rows_changed = Signal()  # after every insert/trim/filter, for counters
+
+    def __init__(self, store: EventStore | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.store = store if store is not None else EventStore()
+        self.filter = Filter()
+        self.visible: array | None = None  # absolute positions when a filter is active
+        self.paused = False
+        self._held: list[dict] = []  # batches that arrived while paused
+        self.first_row_at: float | None = None
+        self.last_row_at: float | None = None
+        self.rows_shown_total = 0  # rows that reached the model (for the smoke test)
+        self._icons = {k: _kind_icon(c) for k, c in KIND_COLORS.items()}
+        self._error_bg = QBrush(QColor(207, 34, 46, 28))
+        self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self._decoded_cache: dict[int, str] = {}
+        self.payload_chars = 48
+
+    # ----- Qt model API
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        if parent.isValid():
+            return 0
+        return len(self.visible) if self.visible is not None else len(self.store)
+
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=_DISPLAY):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == _DISPLAY:
+            return COLUMNS[section][1]
+        return None
+
+    def position(self, row: int) -> int:
+        """The absolute store position shown at `row`."""
+        return self.visible[row] if self.visible is not None else self.store.base + row
+
+    def row_of(self, pos: int) -> int | None:
+        if self.visible is None:
+            r = pos - self.store.base
+            return r if 0 <= r < len(self.store) else None
+        i = bisect.bisect_left(self.visible, pos)
+        return i if i < len(self.visible) and self.visible[i] == pos else None
+
+    def display(self, pos: int, col: int) -> str:
+        s = self.store
+        i = pos - s.base
+        c = s.cols
+        if col == 0:
+            return dt.datetime.fromtimestamp(c["ts"][i]).strftime("%H:%M:%S.%f")[:-3]
+        if col == 1:
+            return PLATFORM_LABELS.get(c["platform"][i], c["platform"][i])
+        if col == 2:
+            return KIND_LABELS.get(c["kind"][i], c["kind"][i])
+        if col == 3:
+            return c["device_id"][i] or ""
+        if col == 4:
+            return c["dev_eui"][i] or ""
+        if col == 5:
+            v = c["f_port"][i]
+            return "" if v == NONE_INT else str(v)
+        if col == 6:
+            v = c["f_cnt"][i]
+            return "" if v == NONE_INT else str(v)
+        if col == 7:
+            p = c["payload"][i]
+            n = self.payload_chars // 2
+            return p[:n].hex() + ("…" if len(p) > n else "")
+        if col == 8:
+            if c["error"][i]:
+                return c["error"][i]
+            text = self._decoded_cache.get(pos)
+            if text is None:
+                if len(self._decoded_cache) > 4000:
+                    self._decoded_cache.clear()
+                text = self._decoded_cache[pos] = decoded_summary(c["decoded"][i])
+            return text
+        if col == 9:
+            v = c["rssi"][i]
+            return "" if math.isnan(v) else f"{v:g}"
+        if col == 10:
+            v = c["snr"][i]
+            return "" if math.isnan(v) else f"{v:g}"
+        if col == 11:
+            g, n = c["gateway_id"][i], c["gateways"][i]
+            if g is None:
+                return ""
+            return f"{g} (+{n - 1})" if n != NONE_INT and n > 1 else g
+        if col == 12:
+            sf, bw = c["spreading_factor"][i], c["bandwidth_hz"][i]
+            if sf == NONE_INT:
+                return ""
+            return f"SF{sf}/{bw // 1000}k" if bw != NONE_INT else f"SF{sf}"
+        v = c["frequency_hz"][i]
+        return "" if v == NONE_INT else f"{v / 1e6:.3f} MHz"
+
+    def multiData(self, index: QModelIndex, span) -> None:  # noqa: N802
+        row, col = index.row(), index.column()
+        if not index.isValid() or row >= self.rowCount():
+            for rd in span:
+                rd.clearData()
+            return
+        pos = self.position(row)
+        for rd in span:
+            role = rd.role()
+            if role == _DISPLAY:
+                rd.setData(self.display(pos, col))
+            elif role == _DECORATION and col == 2:
+                rd.setData(self._icons.get(self.store.cols["kind"][pos - self.store.base]))
+            elif role == _ALIGN and col in _NUMERIC:
+                rd.setData(_RIGHT)
+            elif role == _FONT and col in _MONO:
+                rd.setData(self._mono)
+            elif role == _BACKGROUND and self.store.cols["kind"][pos - self.store.base] == "error":
+                rd.setData(self._error_bg)
+            else:
+                rd.clearData()
+
+    def data(self, index: QModelIndex, role=_DISPLAY):
+        if not index.isValid() or index.row() >= self.rowCount():
+            return None
+        pos = self.position(index.row())
+        if role == _DISPLAY:
+            return self.display(pos, index.column())
+        if role == _TOOLTIP and index.column() in (COL["decoded"], COL["payload"]):
+            i = pos - self.store.base
+            if index.column() == COL["payload"]:
+                return self.store.cols["payload"][i].hex(" ")
+            return self.store.cols["error"][i] or self.store.cols["decoded"][i].decode("utf-8", "replace")[:2000]
+        if role == _DECORATION and index.column() == COL["kind"]:
+            return self._icons.get(self.store.cols["kind"][pos - self.store.base])
+        return None
+
+    # ----- feeding
+    def ingest(self, batches: list[dict]) -> None:
+        """Appends column batches: one insert (and at most one trim) for the whole lot."""
+        if not batches:
+            return
+        if self.paused:
+            self._held.extend(batches)
+            return
+        import time
+
+        store = self.store
+        old_end = store.end
+        for b in batches:
+            store.append_columns(b, trim=False)
+        added = store.end - old_end
+        if not added:
+            return
+        now = time.monotonic()
+        if self.first_row_at is None:
+            self.first_row_at = now
+        self.last_row_at = now
+        self.rows_shown_total += added
+        first = self.rowCount()
+        if self.visible is None:
+            self.beginInsertRows(QModelIndex(), first, first + added - 1)
+            self.endInsertRows()
+        else:
+            new = store.matching(self.filter, start=old_end)
+            if len(new):
+                self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+                self.visible.extend(new)
+                self.endInsertRows()
+        self._trim()
+        self.rows_changed.emit()
+
+    def _trim(self) -> None:
+        store = self.store
+        excess = store.excess()
+        if not excess:
+            return
+        new_base = store.base + excess
+        self._decoded_cache.clear()
+        if self.visible is None:
+            self.beginRemoveRows(QModelIndex(), 0, excess - 1)
+            store.trim()
+            self.endRemoveRows()
+            return
+        cut = bisect.bisect_left(self.visible, new_base)
+        if cut:
+            self.beginRemoveRows(QModelIndex(), 0, cut - 1)
+            store.trim()
+            del self.visible[:cut]
+            self.endRemoveRows()
+        else:
+            store.trim()
+
+    def set_filter(self, flt: Filter) -> None:
+        self.beginResetModel()
+        self.filter = flt
+        self.visible = None if flt.is_empty else self.store.matching(flt)
+        self._decoded_cache.clear()
+        self.endResetModel()
+        self.rows_changed.emit()
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if not paused and self._held:
+            held, self._held = self._held, []
+            self.ingest(held)
+
+    @property
+    def held_rows(self) -> int:
+        return sum(len(b.get("ts", ())) for b in self._held)
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self.store.clear()
+        self.visible = None if self.filter.is_empty else array("q")
+        self._held.clear()
+        self.endResetModel()
+        self.rows_changed.emit()
+
+
+class UplinkTableView(QTableView):
+    """Follows new rows only while the user is at the bottom."""
+
+    position_selected = Signal(object)  # absolute store position, or None
+
+    def __init__(self, model: UplinkTableModel, parent=None) -> None:
+        super().__init__(parent)
+        self.setModel(model)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setAlternatingRowColors(True)
+        self.setWordWrap(False)
+        self.setShowGrid(False)
+        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        vh = self.verticalHeader()
+        vh.setVisible(False)
+        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vh.setDefaultSectionSize(self.fontMetrics().height() + 6)
+        hh = self.horizontalHeader()
+        hh.setHighlightSections(False)
+        hh.setStretchLastSection(False)
+        fm = self.fontMetrics()
+        mono_w = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        from PySide6.QtGui import QFontMetrics
+
+        mfm = QFontMetrics(mono_w)
+        widths = {
+            "time": fm.horizontalAdvance("00:00:00.000") + 14,
+            "platform": fm.horizontalAdvance("ThingPark") + 14,
+            "kind": fm.horizontalAdvance("down failed") + 34,
+            "device": fm.horizontalAdvance("eui-0004a30b001c0530") + 14,
+            "dev_eui": mfm.horizontalAdvance("0004A30B001C0530") + 14,
+            "f_port": fm.horizontalAdvance("FPort") + 14,
+            "f_cnt": fm.horizontalAdvance("000000") + 14,
+            "payload": mfm.horizontalAdvance("0" * 24) + 14,
+            "decoded": fm.horizontalAdvance("temperature=21.5 humidity=40 battery=3.6") + 14,
+            "rssi": fm.horizontalAdvance("-120.0") + 14,
+            "snr": fm.horizontalAdvance("-12.5") + 14,
+            "gateway": fm.horizontalAdvance("eui-b827ebfffe000000 (+2)") + 14,
+            "sf": fm.horizontalAdvance("SF12/125k") + 14,
+            "frequency": fm.horizontalAdvance("868.100 MHz") + 14,
+        }
+        for key, w in widths.items():
+            self.setColumnWidth(COL[key], w)
+        model.payload_chars = 24
+        self._follow = True
+        model.rowsAboutToBeInserted.connect(self._remember_position)
+        model.rowsInserted.connect(self._follow_tail)
+        model.modelReset.connect(self._after_reset)
+        self.selectionModel().currentRowChanged.connect(self._current_changed)
+
+    def at_bottom(self) -> bool:
+        bar = self.verticalScrollBar()
+        return bar.value() >= bar.maximum() - 1
+
+    def _remember_position(self, *args) -> None:
+        self._follow = self.at_bottom()
+
+    def _follow_tail(self, *args) -> None:
+        if self._follow:
+            self.scrollToBottom()
+
+    def _after_reset(self) -> None:
+        self.scrollToBottom()
+
+    def _current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
+        if current.isValid():
+            self.position_selected.emit(self.model().position(current.row()))
+        else:
+            self.position_selected.emit(None)
+
+    def selected_position(self) -> int | None:
+        idx = self.currentIndex()
+        return self.model().position(idx.row()) if idx.isValid() else None

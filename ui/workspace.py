@@ -1,0 +1,177 @@
+"""The uplink workspace of a platform connection: devices, the live table, details and charts."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.store import EventStore, Filter
+from ui.filter_bar import FilterBar
+from ui.uplink_table import UplinkTableModel, UplinkTableView
+
+DEFAULT_RETAINED_ROWS = 1_000_000
+
+
+class PlatformWorkspace(QWidget):
+    status = Signal(str)
+
+    def __init__(self, max_rows: int = DEFAULT_RETAINED_ROWS, parent=None) -> None:
+        super().__init__(parent)
+        from app.devices import DeviceTracker
+
+        from ui.charts import RadioCharts
+        from ui.details_pane import DetailsPane
+        from ui.devices_view import DevicesView
+
+        self.store = EventStore(max_rows=max_rows)
+        self.model = UplinkTableModel(self.store)
+        self.view = UplinkTableView(self.model)
+        self.filter_bar = FilterBar()
+        self.tracker = DeviceTracker()
+        self.devices = DevicesView(self.tracker)
+        self.details = DetailsPane()
+        self.charts = RadioCharts()
+        self.history = None  # a HistoryReader once the connection has a history file
+        self.platform_name: str | None = None
+        self.charted: list[str] = []
+
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.setToolTip("Freeze the table; messages keep arriving and are shown on resume")
+        self.pause_button.toggled.connect(self._pause)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Save the rows of the current filter as CSV or JSON lines")
+        self.export_button.clicked.connect(self.export)
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.clicked.connect(self.clear)
+        self.count_label = QLabel("Waiting for messages…")
+        self.count_label.setObjectName("hint")
+
+        top = QHBoxLayout()
+        top.addWidget(self.filter_bar, 1)
+        top.addWidget(self.pause_button)
+        top.addWidget(self.export_button)
+        top.addWidget(self.clear_button)
+        table_box = QWidget()
+        tl = QVBoxLayout(table_box)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addLayout(top)
+        tl.addWidget(self.view, 1)
+        tl.addWidget(self.count_label)
+
+        self.bottom = QTabWidget()
+        self.bottom.addTab(self.details, "Details")
+        self.bottom.addTab(self.charts, "Radio charts")
+        center = QSplitter(Qt.Orientation.Vertical)
+        center.addWidget(table_box)
+        center.addWidget(self.bottom)
+        center.setStretchFactor(0, 3)
+        center.setStretchFactor(1, 2)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.devices)
+        split.addWidget(center)
+        split.setStretchFactor(1, 1)
+        split.setSizes([360, 1000])
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(split)
+
+        self.filter_bar.filter_changed.connect(self.apply_filter)
+        self.view.position_selected.connect(self.show_details)
+        self.devices.device_selected.connect(self.select_device)
+        self.model.rows_changed.connect(self._update_count)
+        self._tick = QTimer(self)
+        self._tick.setInterval(1000)
+        self._tick.timeout.connect(self._refresh_devices_list)
+        self._tick.start()
+
+    # ----- data in
+    def ingest(self, batches: list[dict]) -> None:
+        changed: set[str] = set()
+        for b in batches:
+            changed |= self.tracker.update(b)
+        self.devices.refresh(changed)
+        start = self.store.end
+        self.model.ingest(batches)
+        if self.charted and not self.model.paused:
+            self._append_charts(start)
+
+    def _append_charts(self, start: int) -> None:
+        from ui.charts import series_from_store
+
+        for key in self.charted:
+            positions = self.store.matching(Filter(device=key), start=start)
+            if len(positions):
+                self.charts.append(key, *series_from_store(self.store, positions))
+
+    # ----- actions
+    def apply_filter(self, flt: Filter) -> None:
+        t0 = time.perf_counter()
+        self.model.set_filter(flt)
+        ms = (time.perf_counter() - t0) * 1000
+        self.filter_bar.result.setText(f"{ms:.0f} ms" if not flt.is_empty else "")
+
+    def select_device(self, key) -> None:
+        self.filter_bar.set_device(key)
+        self.charted = [key] if key else []
+        self._chart_selected()
+
+    def _chart_selected(self) -> None:
+        from ui.charts import series_from_store
+
+        series = {}
+        for key in self.charted:
+            series[key] = series_from_store(self.store, self.store.matching(Filter(device=key)))
+        self.charts.set_devices(series)
+
+    def show_details(self, pos) -> None:
+        if pos is None or pos < self.store.base:
+            self.details.show_event(None)
+            return
+        row = self.store.row(pos)
+        raw = None
+        if self.history is not None and row.get("id") is not None:
+            try:
+                raw = self.history.raw(row["id"])
+            except Exception:  # noqa: BLE001 - details without the raw body are still useful
+                raw = None
+        self.details.show_event(row, raw)
+
+    def _pause(self, paused: bool) -> None:
+        self.model.set_paused(paused)
+        self.pause_button.setText("Resume" if paused else "Pause")
+        self._update_count()
+
+    def clear(self) -> None:
+        self.model.clear()
+        self.tracker.clear()
+        self.devices.refresh(set())
+        self.details.show_event(None)
+        self.charts.set_devices({})
+
+    def export(self) -> None:
+        from ui.export_dialog import run_export
+
+        positions = self.model.visible if self.model.visible is not None else range(self.store.base, self.store.end)
+        run_export(self, self.store, positions, f"uplinks-{time.strftime('%Y%m%d-%H%M%S')}")
+
+    def _update_count(self) -> None:
+        shown = self.model.rowCount()
+        total = len(self.store)
+        text = f"{total:,} rows in memory" if self.model.visible is None else f"{shown:,} of {total:,} rows match"
+        if self.model.paused:
+            text += f" · paused, {self.model.held_rows:,} waiting"
+        self.count_label.setText(text + f" · {len(self.tracker):,} devices")
+
+    def _refresh_devices_list(self) -> None:
+        self.filter_bar.update_devices(self.store.devices())
