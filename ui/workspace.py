@@ -28,7 +28,6 @@ class PlatformWorkspace(QWidget):
     def __init__(self, max_rows: int = DEFAULT_RETAINED_ROWS, parent=None) -> None:
         super().__init__(parent)
         from app.devices import DeviceTracker
-
         from ui.charts import RadioCharts
         from ui.details_pane import DetailsPane
         from ui.devices_view import DevicesView
