@@ -38,7 +38,7 @@ def write_flood_files(directory: Path, n: int, devices: int) -> list[tuple[str, 
     return files
 
 
-def flood(port: int, files: list[tuple[str, Path]], parallel: int = 4) -> float:
+def flood(port: int, files: list[tuple[str, Path]], parallel: int = 8) -> float:
     """Publishes every file with mosquitto_pub -l, `parallel` at a time; returns seconds."""
     t0 = time.monotonic()
     pending = list(files)
@@ -135,6 +135,7 @@ def run_window(port: int, args, files) -> dict:
     from PySide6.QtWidgets import QApplication
 
     from app import platforms, simulate
+    from app.mqtt.config import Transport
     from app.store import Filter, columns_from_rows, event_row
     from ui.application import Heartbeat, rss_mb
     from ui.main_window import MainWindow
@@ -147,7 +148,9 @@ def run_window(port: int, args, files) -> dict:
     window.show()
     tts = platforms.get("tts")
     profile = tts.validate({"app": simulate.APP_ID, "tenant": simulate.TENANT, "password": "NNSXS.bench"})
-    config = tts.connection(profile).replace(host="127.0.0.1", port=port, username=None, password=None)
+    config = tts.connection(profile).replace(
+        host="127.0.0.1", port=port, transport=Transport.TCP, username=None, password=None
+    )
     out: dict = {}
 
     async def scenario() -> None:

@@ -26,7 +26,8 @@ BATCH_INTERVAL_MS = 100  # ~10 view updates a second, whatever the rate
 
 class SessionBridge(QObject):
     state_changed = Signal(object)  # StateChange
-    messages_arrived = Signal(list)  # list[ReceivedMessage], one emission per batch
+    # object, not list: PySide would convert a list (of column batches) element by element.
+    messages_arrived = Signal(object)  # list of ReceivedMessage or column batches, one emission per tick
     error = Signal(str)  # a sentence for the status bar
 
     def __init__(self, parent: QObject | None = None) -> None:

@@ -141,11 +141,33 @@ class _Client(aiomqtt.Client):
 
     def handshake_done(self) -> None:
         paho_client = self._client
-        paho_client.__dict__.pop("_sock_recv", None)  # back to the plain method: hot path
+        paho_client.__dict__.pop("_sock_recv", None)
+        # paho reads a packet with three or four recv() calls (type, length bytes, body); one
+        # recv() of up to 64 KiB serves many packets. Measured: +15% messages/s on loopback.
+        plain_recv = paho_client._sock_recv  # noqa: SLF001
+        buffer = self._buffer = [b"", 0]
+
+        def buffered_recv(bufsize: int) -> bytes:
+            data, pos = buffer
+            if pos >= len(data):
+                data = plain_recv(65536)  # BlockingIOError when nothing is waiting; b"" on close
+                if not data:
+                    return data
+                pos = 0
+            out = data[pos : pos + bufsize]
+            buffer[0], buffer[1] = data, pos + len(out)
+            return out
+
+        paho_client._sock_recv = buffered_recv  # noqa: SLF001
         # paho matches every message against per-topic callbacks (none here) under two locks,
         # and logs every packet: together ~15% of the receive path, measured with py-spy.
         paho_client._handle_on_message = self._sink  # noqa: SLF001
         paho_client.disable_logger()
+
+    def buffered(self) -> bool:
+        """Whether received bytes wait in the read buffer (the socket will not signal them)."""
+        buffer = getattr(self, "_buffer", None)
+        return buffer is not None and buffer[1] < len(buffer[0])
 
     def _client_connect(self) -> None:
         try:
@@ -182,6 +204,10 @@ class _Client(aiomqtt.Client):
                     elif rc > 0:
                         client._loop_rc_handle(rc)  # noqa: SLF001
                         return
+                if self.buffered():
+                    # The burst ended with packets still in the read buffer: the socket will not
+                    # wake us for them, so come back after the loop's other work.
+                    loop.call_soon(on_readable)
             except Exception as exc:  # noqa: BLE001 - a broken socket: report it as a disconnect
                 if not self._disconnected.done():
                     self._disconnected.set_exception(exc)
