@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from app.devbroker import Mosquitto, generate_pki
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# History files and settings of this run go to a temporary folder, never the user's.
+os.environ["UPLINK_CONSOLE_DATA_DIR"] = tempfile.mkdtemp(prefix="uplink-tests-data-")
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ class SessionBridge(QObject):
     # object, not list: PySide would convert a list (of column batches) element by element.
     messages_arrived = Signal(object)  # list of ReceivedMessage or column batches, one emission per tick
     error = Signal(str)  # a sentence for the status bar
+    notice = Signal(str)  # from the engine (e.g. history problems), for the status bar
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -39,12 +40,14 @@ class SessionBridge(QObject):
         self.last_state: StateChange | None = None
         # Emitted from the engine thread; Qt queues it to the GUI thread.
         self._state_from_engine.connect(self._on_event_state)
+        self._notice_from_engine.connect(self.notice)
         self.timer = QTimer(self)
         self.timer.setInterval(BATCH_INTERVAL_MS)
         self.timer.timeout.connect(self._drain)
         self.timer.start()
 
     _state_from_engine = Signal(object)
+    _notice_from_engine = Signal(str)
 
     # ----- engine side (runs on the engine thread)
     def _engine_on_message(self, msg: ReceivedMessage) -> None:
@@ -67,9 +70,15 @@ class SessionBridge(QObject):
         return self.last_state is not None and self.last_state.state == "connected"
 
     async def connect_to(
-        self, config: ConnectionConfig, platform: str | None = None, profile: dict | None = None
+        self,
+        config: ConnectionConfig,
+        platform: str | None = None,
+        profile: dict | None = None,
+        history_name: str | None = None,
+        history_rows: int = 0,
     ) -> None:
-        """platform None: raw messages (ReceivedMessage items); else column batches of events."""
+        """platform None: raw messages (ReceivedMessage items); else column batches of events,
+        kept in the history file `history_name` (its newest history_rows sent first)."""
         await self.disconnect_from()
         if self.engine_kind == "thread":
             if self.engine is None:
@@ -87,6 +96,9 @@ class SessionBridge(QObject):
                 on_state=self._engine_on_state,
                 platform=platform,
                 profile=profile,
+                history_name=history_name,
+                history_rows=history_rows,
+                on_notice=self._notice_from_engine.emit,
             )
         await self.session.start()
 

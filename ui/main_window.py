@@ -27,6 +27,14 @@ from ui.connection_panel import ConnectionBar
 from ui.message_log import MessageLogModel, MessageLogView
 from ui.side_panels import PublishPanel, SubscriptionsPanel
 
+HISTORY_ROWS_AT_START = 200_000  # rows of history shown when a connection opens
+
+
+def history_name_for(platform: str, config: ConnectionConfig) -> str:
+    """One history file per platform, broker and account."""
+    return f"{platform} {config.describe()}"
+
+
 STATE_STYLE = {
     SessionState.DISCONNECTED: ("Disconnected", "#6b6b6b"),
     SessionState.CONNECTING: ("Connecting…", "#9a6700"),
@@ -123,6 +131,7 @@ class MainWindow(QMainWindow):
         self.publish_panel.publish_requested.connect(self.publish)
         self.publish_panel.invalid.connect(self.show_error)
         self.bridge.state_changed.connect(self._show_state)
+        self.bridge.notice.connect(self.show_error)
         self.bridge.messages_arrived.connect(self._on_event_batches)
 
         self._rate_timer = QTimer(self)
@@ -165,7 +174,10 @@ class MainWindow(QMainWindow):
         self.config = config
         self.connection_bar.set_connected_look(True)
         self.error_label.clear()
-        spawn(self.bridge.connect_to(config, name, profile), self.show_error)
+        history_name = history_name_for(name, config)
+        self.workspace.open_history(history_name)
+        rows = min(self.workspace.store.max_rows, HISTORY_ROWS_AT_START)
+        spawn(self.bridge.connect_to(config, name, profile, history_name, rows), self.show_error)
 
     def rows_in_tables(self) -> tuple[int, float | None, float | None]:
         """Rows that reached the message log and the uplink table, with the first and last times."""
@@ -248,7 +260,12 @@ class MainWindow(QMainWindow):
         self.rate_label.setText(f"{rate:,.0f} msg/s")
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        from ui.export_dialog import cancel_all
+
+        cancel_all(5.0)
         self.bridge.shutdown()
+        if self.workspace is not None:
+            self.workspace.close_history()
         super().closeEvent(event)
 
 

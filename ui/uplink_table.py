@@ -123,6 +123,9 @@ class UplinkTableModel(QAbstractTableModel):
         self.store = store if store is not None else EventStore()
         self.filter = Filter()
         self.visible: array | None = None  # absolute positions when a filter is active
+        # Rows announced to Qt when unfiltered: the store grows before beginInsertRows is called,
+        # and Qt must not see the new rows until then.
+        self._count = len(self.store)
         self.paused = False
         self._held: list[dict] = []  # batches that arrived while paused
         self.first_row_at: float | None = None
@@ -138,7 +141,7 @@ class UplinkTableModel(QAbstractTableModel):
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         if parent.isValid():
             return 0
-        return len(self.visible) if self.visible is not None else len(self.store)
+        return len(self.visible) if self.visible is not None else self._count
 
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(COLUMNS)
@@ -273,6 +276,7 @@ class UplinkTableModel(QAbstractTableModel):
         first = self.rowCount()
         if self.visible is None:
             self.beginInsertRows(QModelIndex(), first, first + added - 1)
+            self._count += added
             self.endInsertRows()
         else:
             new = store.matching(self.filter, start=old_end)
@@ -293,6 +297,7 @@ class UplinkTableModel(QAbstractTableModel):
         if self.visible is None:
             self.beginRemoveRows(QModelIndex(), 0, excess - 1)
             store.trim()
+            self._count -= excess
             self.endRemoveRows()
             return
         cut = bisect.bisect_left(self.visible, new_base)
@@ -303,9 +308,11 @@ class UplinkTableModel(QAbstractTableModel):
             self.endRemoveRows()
         else:
             store.trim()
+        self._count = len(store)
 
     def set_filter(self, flt: Filter) -> None:
         self.beginResetModel()
+        self._count = len(self.store)
         self.filter = flt
         self.visible = None if flt.is_empty else self.store.matching(flt)
         self._decoded_cache.clear()
@@ -325,6 +332,7 @@ class UplinkTableModel(QAbstractTableModel):
     def clear(self) -> None:
         self.beginResetModel()
         self.store.clear()
+        self._count = 0
         self.visible = None if self.filter.is_empty else array("q")
         self._held.clear()
         self.endResetModel()

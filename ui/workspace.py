@@ -94,6 +94,22 @@ class PlatformWorkspace(QWidget):
         self._tick.timeout.connect(self._refresh_devices_list)
         self._tick.start()
 
+    # ----- history
+    def open_history(self, name: str) -> None:
+        from app.history import HistoryReader, history_path
+
+        self.close_history()
+        try:
+            self.history = HistoryReader(history_path(name))
+        except Exception as exc:  # noqa: BLE001 - the live view works without history
+            self.history = None
+            self.status.emit(f"The history of this connection cannot be read: {exc}")
+
+    def close_history(self) -> None:
+        if self.history is not None:
+            self.history.close()
+            self.history = None
+
     # ----- data in
     def ingest(self, batches: list[dict]) -> None:
         changed: set[str] = set()

@@ -49,6 +49,82 @@ def engine_main(conn) -> None:
         pass
 
 
+class _HistoryThread:
+    """Appends a session's rows to its SQLite history on a thread of the engine process.
+
+    SQLite does its work without the interpreter lock, so most of the ~12 us a row costs runs
+    beside the receive loop instead of in it. Bounded: if the disk cannot keep up, the receive
+    loop waits (and TCP slows the broker down) rather than memory growing."""
+
+    def __init__(self, name: str, notify: Callable[[str], None]) -> None:
+        import queue
+
+        self.name = name
+        self.notify = notify
+        self.queue: queue.Queue = queue.Queue(maxsize=64)
+        self.ready = threading.Event()
+        self.next_id: int | None = None
+        self.failed: str | None = None
+        self.thread = threading.Thread(target=self._main, name="engine-history", daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        from app.history import HistoryCorrupt, HistoryError, HistoryWriter, history_path
+
+        try:
+            writer = HistoryWriter.open_or_recover(history_path(self.name))
+            self.next_id = writer.next_id
+        except (HistoryError, OSError) as exc:
+            self.failed = f"History is off for this connection: {exc}"
+            self.notify(self.failed)
+            writer = None
+        self.ready.set()
+        while True:
+            item = self.queue.get()
+            if item is None:
+                break
+            if writer is None:
+                continue
+            rows, raws = item
+            try:
+                writer.take_ids(len(rows))
+                writer.append(rows, raws)
+            except HistoryCorrupt:
+                try:
+                    writer.recover()
+                    writer.append(rows, raws)
+                except (HistoryError, OSError) as exc:
+                    self.notify(f"History stopped: {exc}")
+                    writer = None
+            except (HistoryError, OSError, ValueError) as exc:
+                self.notify(f"History stopped: {exc}")
+                writer = None
+        if writer is not None:
+            writer.close()
+
+    def put(self, rows: list, raws: list) -> None:
+        if self.failed is None:
+            self.queue.put((rows, raws))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(10)
+
+
+class _Channel:
+    """One session's outgoing side in the engine: pending items, history, column batches."""
+
+    __slots__ = ("sid", "items", "raws", "columns", "history", "next_id")
+
+    def __init__(self, sid: int, columns: bool, history: _HistoryThread | None) -> None:
+        self.sid = sid
+        self.items: list = []
+        self.raws: list = []
+        self.columns = columns
+        self.history = history
+        self.next_id = history.next_id if history is not None and history.next_id is not None else None
+
+
 async def _serve(conn) -> None:
     from app.mqtt.errors import SessionError
     from app.mqtt.session import MqttSession
@@ -69,8 +145,7 @@ async def _serve(conn) -> None:
 
     threading.Thread(target=read_commands, name="engine-commands", daemon=True).start()
     sessions: dict[int, MqttSession] = {}
-    pending: dict[int, list] = {}
-    as_columns: set[int] = set()  # sessions whose items are event rows, sent as column batches
+    channels: dict[int, _Channel] = {}
 
     def send(msg) -> None:
         try:
@@ -78,51 +153,107 @@ async def _serve(conn) -> None:
         except (OSError, EOFError, BrokenPipeError):
             loop.call_soon(inbox.put_nowait, (0, "exit"))
 
-    def flush(session_id: int) -> None:
-        items = pending.get(session_id)
-        if items:
-            pending[session_id] = []
-            if session_id in as_columns:
-                # Transposed here, on the engine's core: the GUI process only extends arrays.
-                send(("batch", session_id, columns_from_rows(items)))
-            else:
-                send(("batch", session_id, items))
+    def flush(ch: _Channel) -> None:
+        items = ch.items
+        if not items:
+            return
+        ch.items = []
+        if ch.columns:
+            if ch.history is not None:
+                raws, ch.raws = ch.raws, []
+                ch.history.put(items, raws)
+            # Transposed here, on the engine's core: the GUI process only extends arrays.
+            send(("batch", ch.sid, columns_from_rows(items)))
+        else:
+            send(("batch", ch.sid, items))
 
     async def flusher() -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
-            for sid in list(pending):
-                flush(sid)
+            for ch in list(channels.values()):
+                flush(ch)
 
-    def make_sinks(sid: int, platform_name: str | None, profile: dict):
-        items: list = []
-        pending[sid] = items
+    def make_sinks(ch: _Channel, platform_name: str | None, profile: dict):
         if platform_name:
             from app import platforms
 
             parse = platforms.get(platform_name).parser_for(profile).parse_or_error
-            as_columns.add(sid)
 
-            def on_message(msg) -> None:
-                batch = pending[sid]
-                ts = msg.received_at
-                for event in parse(msg.topic, msg.payload, msg.properties):
-                    batch.append(event_row(event, ts))
-                if len(batch) >= MAX_BATCH:
-                    flush(sid)
+            if ch.next_id is not None:
+
+                def on_message(msg) -> None:
+                    ts = msg.received_at
+                    for event in parse(msg.topic, msg.payload, msg.properties):
+                        ch.items.append(event_row(event, ts, ch.next_id))
+                        ch.raws.append(
+                            (msg.topic, msg.payload, msg.properties, event.received_at, event.correlation_ids)
+                        )
+                        ch.next_id += 1
+                    if len(ch.items) >= MAX_BATCH:
+                        flush(ch)
+            else:
+
+                def on_message(msg) -> None:
+                    ts = msg.received_at
+                    for event in parse(msg.topic, msg.payload, msg.properties):
+                        ch.items.append(event_row(event, ts))
+                    if len(ch.items) >= MAX_BATCH:
+                        flush(ch)
         else:
 
             def on_message(msg) -> None:
-                batch = pending[sid]
-                batch.append(msg)
-                if len(batch) >= MAX_BATCH:
-                    flush(sid)
+                ch.items.append(msg)
+                if len(ch.items) >= MAX_BATCH:
+                    flush(ch)
 
         def on_state(change: StateChange) -> None:
-            flush(sid)
-            send(("state", sid, change))
+            flush(ch)
+            send(("state", ch.sid, change))
 
         return on_message, on_state
+
+    def load_history(sid: int, name: str, limit: int) -> None:
+        from app.history import HistoryError, HistoryReader, history_path
+
+        try:
+            reader = HistoryReader(history_path(name))
+            try:
+                for batch in reader.load_recent(limit):
+                    send(("batch", sid, batch))
+            finally:
+                reader.close()
+        except (HistoryError, OSError) as exc:
+            send(("notice", sid, f"The history of this connection could not be read: {exc}"))
+
+    async def start(sid: int, config, platform_name, profile, history_name, history_rows) -> None:
+        history = None
+        if platform_name and history_name:
+            if history_rows:
+                await loop.run_in_executor(None, load_history, sid, history_name, history_rows)
+            history = _HistoryThread(history_name, lambda text: send(("notice", sid, text)))
+            await loop.run_in_executor(None, history.ready.wait, 10)
+        ch = channels[sid] = _Channel(sid, bool(platform_name), history)
+        on_message, on_state = make_sinks(ch, platform_name, profile or {})
+        credentials = None
+        if platform_name:
+            from app import platforms
+
+            provider = platforms.get(platform_name).credentials_provider(profile or {})
+            if provider is not None:
+                credentials = _first_two(provider)
+        session = MqttSession(config, on_message=on_message, on_state=on_state, credentials=credentials)
+        sessions[sid] = session
+        await session.start()
+
+    async def stop(sid: int) -> None:
+        session = sessions.pop(sid, None)
+        if session is not None:
+            await session.stop()
+        ch = channels.pop(sid, None)
+        if ch is not None:
+            flush(ch)
+            if ch.history is not None:
+                await loop.run_in_executor(None, ch.history.close)
 
     flush_task = loop.create_task(flusher())
     try:
@@ -133,25 +264,9 @@ async def _serve(conn) -> None:
             try:
                 result = None
                 if op == "start":
-                    sid, config, platform_name, profile = args
-                    on_message, on_state = make_sinks(sid, platform_name, profile or {})
-                    credentials = None
-                    if platform_name:
-                        from app import platforms
-
-                        provider = platforms.get(platform_name).credentials_provider(profile or {})
-                        if provider is not None:
-                            credentials = _first_two(provider)
-                    session = MqttSession(config, on_message=on_message, on_state=on_state, credentials=credentials)
-                    sessions[sid] = session
-                    await session.start()
+                    await start(*args)
                 elif op == "stop":
-                    session = sessions.pop(args[0], None)
-                    if session is not None:
-                        await session.stop()
-                        flush(args[0])
-                    pending.pop(args[0], None)
-                    as_columns.discard(args[0])
+                    await stop(args[0])
                 else:
                     session = sessions.get(args[0])
                     if session is None:
@@ -175,9 +290,9 @@ async def _serve(conn) -> None:
                 send(("reply", call_id, False, (type(exc).__name__, text)))
     finally:
         flush_task.cancel()
-        for session in sessions.values():
+        for sid in list(sessions):
             try:
-                await asyncio.wait_for(session.stop(), 2)
+                await asyncio.wait_for(stop(sid), 5)
             except Exception:  # noqa: BLE001
                 pass
 
@@ -213,8 +328,8 @@ class EngineProcess:
     def new_session_id(self) -> int:
         return next(self._ids)
 
-    def register(self, sid: int, on_batch: Callable[[list], None], on_state: Callable[[StateChange], None]) -> None:
-        self._sinks[sid] = (on_batch, on_state)
+    def register(self, sid: int, on_batch: Callable, on_state: Callable, on_notice: Callable | None = None) -> None:
+        self._sinks[sid] = (on_batch, on_state, on_notice)
 
     def unregister(self, sid: int) -> None:
         self._sinks.pop(sid, None)
@@ -252,6 +367,10 @@ class EngineProcess:
                 sink = self._sinks.get(msg[1])
                 if sink is not None:
                     sink[1](msg[2])
+            elif kind == "notice":
+                sink = self._sinks.get(msg[1])
+                if sink is not None and len(sink) > 2 and sink[2] is not None:
+                    sink[2](msg[2])
             elif kind == "reply":
                 _, call_id, ok, value = msg
                 fut = self._calls.pop(call_id, None)
@@ -305,16 +424,25 @@ class ProcessSession:
         on_state: Callable[[StateChange], None],
         platform: str | None = None,
         profile: dict | None = None,
+        history_name: str | None = None,
+        history_rows: int = 0,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
+        """history_name: keep every event in that profile's SQLite history (platform sessions),
+        first sending up to history_rows of its newest rows as batches."""
         self.engine = engine
         self.config = config
         self.platform = platform
         self.profile = profile
+        self.history_name = history_name
+        self.history_rows = history_rows
         self.id = engine.new_session_id()
-        engine.register(self.id, on_batch, on_state)
+        engine.register(self.id, on_batch, on_state, on_notice)
 
     async def start(self) -> None:
-        await self.engine.run("start", self.id, self.config, self.platform, self.profile)
+        await self.engine.run(
+            "start", self.id, self.config, self.platform, self.profile, self.history_name, self.history_rows
+        )
 
     async def stop(self) -> None:
         try:

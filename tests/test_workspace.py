@@ -1,0 +1,137 @@
+"""The uplink workspace: a platform connection end to end in the real window, offscreen."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import paho.mqtt.client as paho
+import pytest
+import qasync
+
+from app import platforms, simulate
+from app.mqtt.config import Transport
+from app.store import EventStore, Filter, columns_from_rows, event_row
+from ui.uplink_table import COL, UplinkTableModel
+
+
+@pytest.fixture
+def loop(qapp):
+    loop = qasync.QSelectorEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+async def until(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def tts_rows(n: int, devices: int = 5, start: int = 0) -> dict:
+    tts = platforms.get("tts")
+    rows = []
+    for i in range(start, start + n):
+        d = i % devices
+        for e in tts.parse(simulate.tts_topic(d), simulate.tts_uplink(d, i // devices)):
+            rows.append(event_row(e, 1_700_000_000 + i))
+    return columns_from_rows(rows)
+
+
+def test_uplink_model_under_insert_trim_filter(qapp, qtmodeltester):
+    model = UplinkTableModel(EventStore(max_rows=300, trim_chunk=30))
+    qtmodeltester.check(model)
+    model.ingest([tts_rows(200)])
+    qtmodeltester.check(model)
+    model.set_filter(Filter(device=simulate.dev_eui(2)))
+    assert model.rowCount() == 40
+    assert {model.index(r, COL["dev_eui"]).data() for r in range(model.rowCount())} == {simulate.dev_eui(2)}
+    model.ingest([tts_rows(200, start=200)])  # 400 rows: the oldest 100 are trimmed
+    qtmodeltester.check(model)
+    assert len(model.store) == 300
+    assert model.rowCount() == 60
+    model.set_filter(Filter())
+    assert model.rowCount() == 300
+    assert model.index(0, COL["f_cnt"]).data() == "20"  # row 100 of device 0 -> fCnt 100 // 5
+    model.set_paused(True)
+    model.ingest([tts_rows(10, start=400)])
+    assert model.rowCount() == 300 and model.held_rows == 10
+    model.set_paused(False)
+    assert model.held_rows == 0 and model.store.total_appended == 410
+    qtmodeltester.check(model)
+
+
+def publish_uplinks(port: int, n: int, devices: int = 4) -> None:
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    for i in range(n):
+        d = i % devices
+        c.publish(simulate.tts_topic(d), simulate.tts_uplink(d, i // devices, rnd=random.Random(i)), qos=0)
+    time.sleep(0.3)
+    c.disconnect()
+    c.loop_stop()
+
+
+def tts_connection(broker):
+    tts = platforms.get("tts")
+    profile = tts.validate({"app": simulate.APP_ID, "tenant": simulate.TENANT, "password": "NNSXS.test"})
+    config = tts.connection(profile).replace(
+        host="127.0.0.1", port=broker.ports.plain, transport=Transport.TCP, username=None, password=None
+    )
+    return profile, config
+
+
+def test_platform_connection_shows_uplinks_devices_details_and_history(qtbot, loop, broker, tmp_path, monkeypatch):
+    from ui.main_window import MainWindow
+
+    monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path))
+    profile, config = tts_connection(broker)
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+
+    async def scenario():
+        window.connect_platform("tts", profile, config)
+        await until(lambda: window.bridge.connected)
+        await asyncio.to_thread(publish_uplinks, broker.ports.plain, 40)
+        ws = window.workspace
+        await until(lambda: ws.model.rowCount() == 40)
+        assert len(ws.tracker) == 4
+        assert ws.model.index(0, COL["platform"]).data() == "TTS"
+        assert ws.model.index(0, COL["kind"]).data() == "uplink"
+        # the device filter, as selecting a device in the devices view does
+        ws.select_device(simulate.dev_eui(1))
+        assert ws.model.rowCount() == 10
+        # details of a row: the raw message comes back from the history file
+        ws.view.selectRow(3)
+        pos = ws.view.selected_position()
+        row = ws.store.row(pos)
+        assert row["id"] is not None
+        await until(lambda: ws.history.raw(row["id"]) is not None, 5)
+        ws.show_details(pos)
+        raw = ws.history.raw(row["id"])
+        assert raw.topic == simulate.tts_topic(1)
+        window.disconnect()
+        await until(lambda: window.bridge.last_state.state == "disconnected")
+
+    loop.run_until_complete(scenario())
+    window.close()
+
+    # A new window on the same connection shows the past.
+    window2 = MainWindow()
+    qtbot.addWidget(window2)
+
+    async def reopen():
+        window2.connect_platform("tts", profile, config)
+        await until(lambda: window2.workspace.model.rowCount() == 40)
+        assert window2.workspace.store.value(window2.workspace.store.base, "device_id") == simulate.device_id(0)
+        window2.disconnect()
+        await until(lambda: window2.bridge.last_state is not None and window2.bridge.last_state.state == "disconnected")
+
+    loop.run_until_complete(reopen())
+    window2.close()
