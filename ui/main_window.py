@@ -49,7 +49,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.max_rows = max_rows
         self.setWindowTitle("Uplink Console")
-        self.resize(1280, 780)
+        self.resize(1440, 900)
         self.bridge = SessionBridge(self)
         self.subscriptions: dict[str, Subscription] = {}
         self.config: ConnectionConfig | None = None
@@ -251,12 +251,15 @@ class MainWindow(QMainWindow):
 
     def _update_rate(self) -> None:
         now = time.monotonic()
-        total = self.log_model.total_inserted
+        total = self.rows_in_tables()[0]
         rate = (total - self._last_total) / max(now - self._last_tick, 1e-6)
         self._last_total, self._last_tick = total, now
         shown = len(self.log_model.rows)
-        if total:
-            self.count_label.setText(f"{total:,} received · {shown:,} shown (newest {self.log_model.max_rows:,} kept)")
+        if self.log_model.total_inserted:
+            self.count_label.setText(
+                f"{self.log_model.total_inserted:,} received · {shown:,} shown "
+                f"(newest {self.log_model.max_rows:,} kept)"
+            )
         self.rate_label.setText(f"{rate:,.0f} msg/s")
 
     def closeEvent(self, event) -> None:  # noqa: N802

@@ -35,9 +35,14 @@ class PlatformWorkspace(QWidget):
         self.store = EventStore(max_rows=max_rows)
         self.model = UplinkTableModel(self.store)
         self.view = UplinkTableView(self.model)
+        self.view.setColumnHidden(1, True)  # Platform: one connection, one platform
         self.filter_bar = FilterBar()
         self.tracker = DeviceTracker()
         self.devices = DevicesView(self.tracker)
+        # The side pane shows what tells a healthy device from a sick one; the header's context
+        # menu brings back the rest (DevEUI, platform, best values, duplicates, gateway).
+        for col in (1, 2, 7, 8, 10, 11, 13):
+            self.devices.table.setColumnHidden(col, True)
         self.details = DetailsPane()
         self.charts = RadioCharts()
         self.history = None  # a HistoryReader once the connection has a history file
@@ -80,7 +85,7 @@ class PlatformWorkspace(QWidget):
         split.addWidget(self.devices)
         split.addWidget(center)
         split.setStretchFactor(1, 1)
-        split.setSizes([360, 1000])
+        split.setSizes([470, 1000])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)
@@ -161,6 +166,19 @@ class PlatformWorkspace(QWidget):
             except Exception:  # noqa: BLE001 - details without the raw body are still useful
                 raw = None
         self.details.show_event(row, raw)
+        if raw is None and self.history is not None and row.get("id") is not None:
+            # Written by the engine's history thread a moment after the row arrived: look again.
+            QTimer.singleShot(400, lambda: self._retry_details(pos))
+
+    def _retry_details(self, pos: int) -> None:
+        if self.view.selected_position() == pos and pos >= self.store.base:
+            row = self.store.row(pos)
+            try:
+                raw = self.history.raw(row["id"]) if self.history is not None else None
+            except Exception:  # noqa: BLE001
+                raw = None
+            if raw is not None:
+                self.details.show_event(row, raw)
 
     def _pause(self, paused: bool) -> None:
         self.model.set_paused(paused)
