@@ -24,7 +24,20 @@ def build_parser(platform=None) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="open the window offscreen, run SECONDS, print one JSON line of measurements, exit",
     )
-    p.add_argument("--max-rows", type=int, default=None, help="rows kept in the message log")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=None,
+        help="rows kept in memory by the message log and the uplink table (default 200,000 / 1,000,000)",
+    )
+    g = p.add_argument_group("history (every event of a platform connection, on disk)")
+    g.add_argument("--history-days", type=float, default=None, help="delete events older than this (default 30)")
+    g.add_argument(
+        "--history-max-mb", type=float, default=None, help="keep the history file below this size (default 2048)"
+    )
+    g.add_argument(
+        "--history-max-rows", type=int, default=None, help="keep at most this many events (default 5,000,000)"
+    )
     add_connection_options(p, platform)
     return p
 
@@ -105,7 +118,17 @@ def run(argv: list[str]) -> int:
     loop = qasync.QSelectorEventLoop(app)
     asyncio.set_event_loop(loop)
 
-    window = MainWindow(max_rows=args.max_rows)
+    retention = None
+    if args.history_days is not None or args.history_max_mb is not None or args.history_max_rows is not None:
+        from app.history import Retention
+
+        default = Retention()
+        retention = Retention(
+            max_age_days=args.history_days if args.history_days is not None else default.max_age_days,
+            max_rows=args.history_max_rows if args.history_max_rows is not None else default.max_rows,
+            max_bytes=int(args.history_max_mb * 1024**2) if args.history_max_mb is not None else default.max_bytes,
+        )
+    window = MainWindow(max_rows=args.max_rows, retention=retention)
     if config is not None and platform is not None:
         # The engine process mints fresh credentials itself (akenza JWTs) from the profile.
         window.connect_platform(platform.name, profile, config)

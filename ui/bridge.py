@@ -76,6 +76,7 @@ class SessionBridge(QObject):
         profile: dict | None = None,
         history_name: str | None = None,
         history_rows: int = 0,
+        retention=None,
     ) -> None:
         """platform None: raw messages (ReceivedMessage items); else column batches of events,
         kept in the history file `history_name` (its newest history_rows sent first)."""
@@ -99,6 +100,7 @@ class SessionBridge(QObject):
                 history_name=history_name,
                 history_rows=history_rows,
                 on_notice=self._notice_from_engine.emit,
+                retention=retention,
             )
         await self.session.start()
 

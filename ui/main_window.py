@@ -45,9 +45,10 @@ STATE_STYLE = {
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, max_rows: int | None = None) -> None:
+    def __init__(self, max_rows: int | None = None, retention=None) -> None:
         super().__init__()
         self.max_rows = max_rows
+        self.retention = retention  # app.history.Retention for platform connections (None: defaults)
         self.setWindowTitle("Uplink Console")
         self.resize(1440, 900)
         self.bridge = SessionBridge(self)
@@ -177,7 +178,7 @@ class MainWindow(QMainWindow):
         history_name = history_name_for(name, config)
         self.workspace.open_history(history_name)
         rows = min(self.workspace.store.max_rows, HISTORY_ROWS_AT_START)
-        spawn(self.bridge.connect_to(config, name, profile, history_name, rows), self.show_error)
+        spawn(self.bridge.connect_to(config, name, profile, history_name, rows, self.retention), self.show_error)
 
     def rows_in_tables(self) -> tuple[int, float | None, float | None]:
         """Rows that reached the message log and the uplink table, with the first and last times."""

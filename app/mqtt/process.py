@@ -65,10 +65,11 @@ class _HistoryThread:
     beside the receive loop instead of in it. Bounded: if the disk cannot keep up, the receive
     loop waits (and TCP slows the broker down) rather than memory growing."""
 
-    def __init__(self, name: str, notify: Callable[[str], None]) -> None:
+    def __init__(self, name: str, notify: Callable[[str], None], retention=None) -> None:
         import queue
 
         self.name = name
+        self.retention = retention
         self.notify = notify
         self.queue: queue.Queue = queue.Queue(maxsize=64)
         self.ready = threading.Event()
@@ -81,7 +82,10 @@ class _HistoryThread:
         from app.history import HistoryCorrupt, HistoryError, HistoryWriter, history_path
 
         try:
-            writer = HistoryWriter.open_or_recover(history_path(self.name))
+            if self.retention is None:
+                writer = HistoryWriter.open_or_recover(history_path(self.name))
+            else:
+                writer = HistoryWriter.open_or_recover(history_path(self.name), self.retention)
             self.next_id = writer.next_id
         except (HistoryError, OSError) as exc:
             self.failed = f"History is off for this connection: {exc}"
@@ -234,12 +238,12 @@ async def _serve(conn) -> None:
         except (HistoryError, OSError) as exc:
             send(("notice", sid, f"The history of this connection could not be read: {exc}"))
 
-    async def start(sid: int, config, platform_name, profile, history_name, history_rows) -> None:
+    async def start(sid: int, config, platform_name, profile, history_name, history_rows, retention=None) -> None:
         history = None
         if platform_name and history_name:
             if history_rows:
                 await loop.run_in_executor(None, load_history, sid, history_name, history_rows)
-            history = _HistoryThread(history_name, lambda text: send(("notice", sid, text)))
+            history = _HistoryThread(history_name, lambda text: send(("notice", sid, text)), retention)
             await loop.run_in_executor(None, history.ready.wait, 10)
         ch = channels[sid] = _Channel(sid, bool(platform_name), history)
         on_message, on_state = make_sinks(ch, platform_name, profile or {})
@@ -436,6 +440,7 @@ class ProcessSession:
         history_name: str | None = None,
         history_rows: int = 0,
         on_notice: Callable[[str], None] | None = None,
+        retention=None,
     ) -> None:
         """history_name: keep every event in that profile's SQLite history (platform sessions),
         first sending up to history_rows of its newest rows as batches."""
@@ -445,12 +450,20 @@ class ProcessSession:
         self.profile = profile
         self.history_name = history_name
         self.history_rows = history_rows
+        self.retention = retention  # app.history.Retention, or None for its defaults
         self.id = engine.new_session_id()
         engine.register(self.id, on_batch, on_state, on_notice)
 
     async def start(self) -> None:
         await self.engine.run(
-            "start", self.id, self.config, self.platform, self.profile, self.history_name, self.history_rows
+            "start",
+            self.id,
+            self.config,
+            self.platform,
+            self.profile,
+            self.history_name,
+            self.history_rows,
+            self.retention,
         )
 
     async def stop(self) -> None:
