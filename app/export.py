@@ -33,37 +33,15 @@ from pathlib import Path
 import orjson
 
 from app.events import EVENT_KEYS
-from app.store import NONE_INT
+from app.store import NONE_INT, ROW_FIELDS
 
 FORMATS = ("csv", "jsonl")
 OUT_KEYS = ("time", "id", *EVENT_KEYS)  # the CSV header and the JSON key order
 MAX_BATCH = 4096  # rows a batch: short C calls, so the GUI thread gets the GIL often
 _CACHE_LIMIT = 50_000  # encoded values kept a column run (then the cache starts over)
 
-# The store columns an export reads.
-_NEEDED = (
-    "id",
-    "ts",
-    "platform",
-    "kind",
-    "application_id",
-    "device_id",
-    "dev_eui",
-    "dev_addr",
-    "f_port",
-    "f_cnt",
-    "payload",
-    "decoded",
-    "rssi",
-    "snr",
-    "gateway_id",
-    "gateways",
-    "spreading_factor",
-    "bandwidth_hz",
-    "frequency_hz",
-    "error",
-    "topic",
-)
+# The store columns an export reads: all of them.
+_NEEDED = ROW_FIELDS
 # The output, left to right: single columns, and runs of columns with few distinct value
 # combinations (device, gateway, radio settings ...), each run encoded once per combination.
 _LAYOUT = (

@@ -42,3 +42,28 @@ def own_broker(tmp_path: Path, pki):
 def topic(request) -> str:
     """A topic prefix no other test uses."""
     return "test/" + request.node.name.replace("[", "_").replace("]", "_").replace("/", "_")
+
+
+@pytest.fixture
+def loop(qapp):
+    """qasync's selector loop on the test's QApplication, as the window runs it."""
+    import asyncio
+
+    import qasync
+
+    loop = qasync.QSelectorEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+async def until(predicate, timeout: float = 15.0) -> None:
+    """Waits (on the running loop) until predicate() is true; fails the test after timeout."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)

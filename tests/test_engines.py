@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -13,6 +12,7 @@ from app.mqtt.errors import SessionError
 from app.mqtt.process import EngineGone, EngineProcess, ProcessSession
 from app.mqtt.session import SessionState
 from app.mqtt.worker import BackgroundSession, EngineThread, MessageBuffer
+from tests.conftest import until
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +20,6 @@ def engine_process():
     engine = EngineProcess()
     yield engine
     engine.close()
-
-
-async def until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_process_session_roundtrip(engine_process, broker, topic):

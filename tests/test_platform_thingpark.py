@@ -456,7 +456,7 @@ def test_unknown_thingpark_report_is_shown_as_an_event():
         (b'{"DevEUI_uplink": {"DevEUI": ', "not valid JSON"),
         (b"[1, 2]", "not an object"),
         (b'"DevEUI_uplink"', "not an object"),
-        (b'{"DevEUI_uplink": [1]}', "DevEUI_uplink is a list"),
+        (b'{"DevEUI_uplink": [1]}', "DevEUI_uplink is an array"),
         (b'{"DevEUI_uplink": null}', "DevEUI_uplink is null"),
         (b'{"DevEUI_uplink": {"FPort": 1}}', "DevEUI_uplink has no DevEUI"),
         (b'{"DevEUI_uplink": {"DevEUI": 18}}', "DevEUI_uplink.DevEUI is 18"),

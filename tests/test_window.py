@@ -10,32 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-import qasync
-
 from app.mqtt.config import MqttVersion, Subscription, parse_url
 from app.mqtt.session import ReceivedMessage, SessionState
+from tests.conftest import until
 from tests.test_session import publish_with_paho
 from ui.message_log import MessageLogModel
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def loop(qapp):
-    loop = qasync.QSelectorEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    yield loop
-    loop.close()
-    asyncio.set_event_loop(None)
-
-
-async def until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 def msg(i: int, payload: bytes = b"x") -> ReceivedMessage:

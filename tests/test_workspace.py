@@ -7,29 +7,12 @@ import random
 import time
 
 import paho.mqtt.client as paho
-import pytest
-import qasync
 
 from app import platforms, simulate
 from app.mqtt.config import Transport
 from app.store import EventStore, Filter, columns_from_rows, event_row
+from tests.conftest import until
 from ui.uplink_table import COL, UplinkTableModel
-
-
-@pytest.fixture
-def loop(qapp):
-    loop = qasync.QSelectorEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    yield loop
-    loop.close()
-    asyncio.set_event_loop(None)
-
-
-async def until(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 def tts_rows(n: int, devices: int = 5, start: int = 0) -> dict:

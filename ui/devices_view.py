@@ -13,9 +13,7 @@ import time
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QMenu,
@@ -26,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.devices import DeviceStats, DeviceTracker, format_age
+from ui.tables import configure_table
 
 COLUMNS = (
     "Device",
@@ -431,20 +430,9 @@ class DevicesView(QWidget):
         self.table = QTableView()
         t = self.table
         t.setModel(self.model)
-        t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        t.setAlternatingRowColors(True)
-        t.setWordWrap(False)
-        t.setShowGrid(False)
-        t.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        vh = t.verticalHeader()
-        vh.setVisible(False)
-        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # no per-row size queries
-        vh.setDefaultSectionSize(t.fontMetrics().height() + 6)
+        configure_table(t)
         hh = t.horizontalHeader()
-        hh.setHighlightSections(False)
         hh.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hh.setStretchLastSection(True)
         hh.setSortIndicatorClearable(True)  # a third click goes back to first-seen order
         hh.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)

@@ -7,10 +7,10 @@ import time
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QFontDatabase
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 from app.mqtt.session import ReceivedMessage
 from app.payload import preview
+from ui.tables import FollowingTableView
 
 COLUMNS = ("Time", "Topic", "QoS", "Retain", "Size", "Payload")
 DEFAULT_MAX_ROWS = 200_000
@@ -142,25 +142,10 @@ class MessageLogModel(QAbstractTableModel):
             self.endRemoveRows()
 
 
-class MessageLogView(QTableView):
-    """Follows new rows only while the user is at the bottom; scrolling up holds the view still."""
-
+class MessageLogView(FollowingTableView):
     def __init__(self, model: MessageLogModel, parent=None) -> None:
-        super().__init__(parent)
-        self.setModel(model)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.setAlternatingRowColors(True)
-        self.setWordWrap(False)
-        self.setShowGrid(False)
-        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        vh = self.verticalHeader()
-        vh.setVisible(False)
-        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # no per-row size queries
-        vh.setDefaultSectionSize(self.fontMetrics().height() + 6)
+        super().__init__(model, parent)
         hh = self.horizontalHeader()
-        hh.setHighlightSections(False)
-        hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hh.setStretchLastSection(True)
         fm = self.fontMetrics()
         for col, sample in (
@@ -171,9 +156,6 @@ class MessageLogView(QTableView):
             (4, "000,000 "),
         ):
             self.setColumnWidth(col, fm.horizontalAdvance(sample) + 16)
-        self._follow = True
-        model.rowsAboutToBeInserted.connect(self._remember_position)
-        model.rowsInserted.connect(self._follow_tail)
         hh.sectionResized.connect(self._fit_preview)
         self._fit_preview()
 
@@ -184,14 +166,3 @@ class MessageLogView(QTableView):
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
         self._fit_preview()
-
-    def at_bottom(self) -> bool:
-        bar = self.verticalScrollBar()
-        return bar.value() >= bar.maximum() - 1
-
-    def _remember_position(self, *args) -> None:
-        self._follow = self.at_bottom()
-
-    def _follow_tail(self, *args) -> None:
-        if self._follow:
-            self.scrollToBottom()

@@ -15,9 +15,9 @@ from array import array
 import orjson
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFontDatabase, QIcon, QPainter, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 from app.store import NONE_INT, EventStore, Filter
+from ui.tables import FollowingTableView
 
 COLUMNS = (
     ("time", "Time"),
@@ -339,27 +339,12 @@ class UplinkTableModel(QAbstractTableModel):
         self.rows_changed.emit()
 
 
-class UplinkTableView(QTableView):
-    """Follows new rows only while the user is at the bottom."""
-
+class UplinkTableView(FollowingTableView):
     position_selected = Signal(object)  # absolute store position, or None
 
     def __init__(self, model: UplinkTableModel, parent=None) -> None:
-        super().__init__(parent)
-        self.setModel(model)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.setAlternatingRowColors(True)
-        self.setWordWrap(False)
-        self.setShowGrid(False)
-        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        vh = self.verticalHeader()
-        vh.setVisible(False)
-        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        vh.setDefaultSectionSize(self.fontMetrics().height() + 6)
-        hh = self.horizontalHeader()
-        hh.setHighlightSections(False)
-        hh.setStretchLastSection(False)
+        super().__init__(model, parent)
+        self.horizontalHeader().setStretchLastSection(False)
         fm = self.fontMetrics()
         mono_w = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         from PySide6.QtGui import QFontMetrics
@@ -384,22 +369,8 @@ class UplinkTableView(QTableView):
         for key, w in widths.items():
             self.setColumnWidth(COL[key], w)
         model.payload_chars = 24
-        self._follow = True
-        model.rowsAboutToBeInserted.connect(self._remember_position)
-        model.rowsInserted.connect(self._follow_tail)
         model.modelReset.connect(self._after_reset)
         self.selectionModel().currentRowChanged.connect(self._current_changed)
-
-    def at_bottom(self) -> bool:
-        bar = self.verticalScrollBar()
-        return bar.value() >= bar.maximum() - 1
-
-    def _remember_position(self, *args) -> None:
-        self._follow = self.at_bottom()
-
-    def _follow_tail(self, *args) -> None:
-        if self._follow:
-            self.scrollToBottom()
 
     def _after_reset(self) -> None:
         self.scrollToBottom()

@@ -184,6 +184,21 @@ def load_json_object(payload: bytes, what: str) -> dict:
     return doc
 
 
+def json_type(value) -> str:
+    """'a number', 'an array' ...: how error sentences name what a message held instead."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
 def to_int(value) -> int | None:
     """JSON numbers or numeric strings ('868300000', '1') as int; None if absent or not numeric."""
     if value is None or isinstance(value, bool):

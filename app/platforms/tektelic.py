@@ -42,6 +42,7 @@ from app.platforms.base import (
     Platform,
     ProfileError,
     ProfileField,
+    json_type,
     load_json_object,
     tls_from_profile,
     to_float,
@@ -596,7 +597,7 @@ class TektelicPlatform(Platform):
         if meta is None:
             meta = {}
         elif type(meta) is not dict:
-            raise DecodeError(f"'tektelicMetadata' is {_json_type(meta)}; in a {WHAT} it is an object.")
+            raise DecodeError(f"'tektelicMetadata' is {json_type(meta)}; in a {WHAT} it is an object.")
 
         payload_hex = None
         decoded = data or None
@@ -677,7 +678,7 @@ class TektelicPlatform(Platform):
                 topic=topic,
             )
         if data is not None:
-            raise DecodeError(f"'data' is {_json_type(data)}; in a {WHAT} it is an object.")
+            raise DecodeError(f"'data' is {json_type(data)}; in a {WHAT} it is an object.")
         keys = ", ".join(list(doc)[:6]) or "no keys"
         raise DecodeError(
             f"The JSON object is not a {WHAT}: it has neither 'data' nor 'tektelicMetadata' (it has {keys})."
@@ -916,20 +917,6 @@ def _byte_array(values) -> bytes | None:
 
 def _from_base64_strict(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
-
-
-def _json_type(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 PLATFORM = TektelicPlatform()

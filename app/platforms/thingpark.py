@@ -35,6 +35,7 @@ from app.platforms.base import (
     ProfileField,
     broker_fields,
     config_from_profile,
+    json_type,
     load_json_object,
     to_float,
     to_int,
@@ -264,22 +265,8 @@ def _quoted(value, limit: int = 40) -> str:
 
 def _object(value, where: str) -> dict:
     if not isinstance(value, dict):
-        raise DecodeError(f"{where} is {_json_type(value)}, not the JSON object ThingPark sends.")
+        raise DecodeError(f"{where} is {json_type(value)}, not the JSON object ThingPark sends.")
     return value
-
-
-def _json_type(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
 
 
 def _dev_eui(body: dict, where: str) -> str:
