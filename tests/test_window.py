@@ -158,3 +158,27 @@ def test_smoke_test_prints_its_line_connected(broker, topic):
     assert line["first_row_at"] <= line["last_row_at"]
     assert 0 <= line["stall_p99_ms"] < 2000  # loose: the tight numbers belong to the benchmark
     assert line["rss_mb"] > 10
+
+
+def test_new_window_is_an_independent_connection(qtbot, loop, broker, topic):
+    from ui.main_window import OPEN_WINDOWS, MainWindow
+
+    first = MainWindow()
+    qtbot.addWidget(first)
+    second = first.open_new_window()
+    qtbot.addWidget(second)
+    assert second in OPEN_WINDOWS and second.bridge is not first.bridge
+
+    async def scenario():
+        first.connect_with(parse_url(broker.url("plain"), subscriptions=(Subscription(topic + "/a", 0),)))
+        second.connect_with(parse_url(broker.url("plain"), subscriptions=(Subscription(topic + "/b", 0),)))
+        await until(lambda: first.bridge.connected and second.bridge.connected)
+        await asyncio.to_thread(publish_with_paho, broker.ports.plain, topic + "/a", [b"for the first"])
+        await asyncio.to_thread(publish_with_paho, broker.ports.plain, topic + "/b", [b"for the second"])
+        await until(lambda: first.log_model.rowCount() == 1 and second.log_model.rowCount() == 1)
+        assert first.log_model.rows[0].payload == b"for the first"
+        assert second.log_model.rows[0].payload == b"for the second"
+
+    loop.run_until_complete(scenario())
+    second.close()
+    first.close()

@@ -27,6 +27,7 @@ from ui.connection_panel import ConnectionBar
 from ui.message_log import MessageLogModel, MessageLogView
 from ui.side_panels import PublishPanel, SubscriptionsPanel
 
+OPEN_WINDOWS: list = []  # windows opened with File > New window (kept alive here)
 HISTORY_ROWS_AT_START = 200_000  # rows of history shown when a connection opens
 
 
@@ -116,10 +117,24 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.rate_label)
         self._show_state(StateChange(SessionState.DISCONNECTED))
 
+        file_menu = self.menuBar().addMenu("&File")
+        new_window = QAction("New window", self)
+        new_window.setShortcut(QKeySequence.StandardKey.New)
+        new_window.setToolTip("Another window for another connection: each has its own table and devices")
+        new_window.triggered.connect(self.open_new_window)
+        file_menu.addAction(new_window)
+        export_action = QAction("Export rows…", self)
+        export_action.triggered.connect(self._export)
+        file_menu.addAction(export_action)
+        file_menu.addSeparator()
         quit_action = QAction("Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
-        self.addAction(quit_action)
+        file_menu.addAction(quit_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("About Uplink Console", self)
+        about.triggered.connect(self._about)
+        help_menu.addAction(about)
 
         # wiring
         self.connection_bar.connect_requested.connect(self.connect_with)
@@ -143,6 +158,32 @@ class MainWindow(QMainWindow):
         self.add_subscription(Subscription("#", 0), quiet=True)
 
     # ----- actions
+    def open_new_window(self) -> MainWindow:
+        window = MainWindow(self.max_rows, self.retention)
+        OPEN_WINDOWS.append(window)
+        window.destroyed.connect(lambda *_: OPEN_WINDOWS.remove(window) if window in OPEN_WINDOWS else None)
+        window.show()
+        return window
+
+    def _export(self) -> None:
+        if self.workspace is None or self.platform_name is None:
+            self.show_error("Export works on the uplink table of a platform connection; connect to a platform first.")
+            return
+        self.workspace.export()
+
+    def _about(self) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        from app import platforms
+
+        names = ", ".join(p.label for p in platforms.available() if p.name != "generic")
+        QMessageBox.about(
+            self,
+            "About Uplink Console",
+            f"<b>Uplink Console {__version__}</b><p>A desktop MQTT console that speaks {names} natively, "
+            "and any MQTT broker.</p>",
+        )
+
     def _on_event_batches(self, items: list) -> None:
         if self.platform_name is None:
             self.log_model.append_batch(items)
