@@ -265,8 +265,10 @@ class MainWindow(QMainWindow):
         spawn(go(), self.show_error)
 
     def show_error(self, text: str) -> None:
-        self.error_label.setText(text)
-        self.error_label.setToolTip(text)
+        """One line in the status bar (the whole text in its tooltip)."""
+        line = " ".join(str(text).split())
+        self.error_label.setToolTip(str(text))
+        self.error_label.setText(line if len(line) <= 220 else line[:219] + "…")
 
     # ----- engine events
     def _show_state(self, change: StateChange) -> None:
