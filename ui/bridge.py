@@ -28,7 +28,6 @@ class SessionBridge(QObject):
     state_changed = Signal(object)  # StateChange
     # object, not list: PySide would convert a list (of column batches) element by element.
     messages_arrived = Signal(object)  # list of ReceivedMessage or column batches, one emission per tick
-    error = Signal(str)  # a sentence for the status bar
     notice = Signal(str)  # from the engine (e.g. history problems), for the status bar
 
     def __init__(self, parent: QObject | None = None) -> None:

@@ -314,7 +314,3 @@ class MainWindow(QMainWindow):
         if self.workspace is not None:
             self.workspace.close_history()
         super().closeEvent(event)
-
-
-def about_text() -> str:
-    return f"Uplink Console {__version__}"

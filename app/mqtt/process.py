@@ -22,7 +22,6 @@ import logging
 import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Callable
 
 from app.mqtt.config import ConnectionConfig, Subscription
@@ -499,9 +498,3 @@ class ProcessSession:
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         await self.engine.run("wait_connected", self.id, timeout)
-
-
-def wait_for_process_start(engine: EngineProcess, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not engine.process.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)

@@ -31,7 +31,6 @@ from app.mqtt.config import (
     MqttVersion,
     Subscription,
     generate_client_id,
-    validate_topic_filter,
     validate_topic_name,
 )
 from app.mqtt.errors import (
@@ -290,7 +289,6 @@ class MqttSession:
         *,
         on_message: Callable[[ReceivedMessage], None] | None = None,
         on_state: Callable[[StateChange], None] | None = None,
-        on_raw_message: Callable[[paho.MQTTMessage], None] | None = None,
         ssl_context_factory: Callable[[], object] | None = None,
         credentials: Callable[[], tuple[str | None, str | None]] | None = None,
     ) -> None:
@@ -299,7 +297,6 @@ class MqttSession:
         self.client_id = config.client_id or generate_client_id()
         self._on_message = on_message
         self._on_state = on_state
-        self._on_raw = on_raw_message
         self._ssl_context_factory = ssl_context_factory
         # Called before every connect attempt for (username, password): short-lived tokens
         # such as akenza's device JWTs are minted fresh for each (re)connect.
@@ -421,9 +418,6 @@ class MqttSession:
 
     def _deliver(self, message: paho.MQTTMessage) -> None:
         self.messages_received += 1
-        if self._on_raw is not None:
-            self._on_raw(message)
-            return
         if self._on_message is not None:
             props = message.properties if self.is_v5 else None
             try:
@@ -447,10 +441,6 @@ class MqttSession:
         self.messages_received += 1
         if self._on_message is not None:
             self._on_message(ReceivedMessage(topic, payload, 0, retain, None, time.time(), time.monotonic()))
-        elif self._on_raw is not None:
-            message = paho.MQTTMessage(topic=topic.encode())
-            message.payload, message.retain = payload, retain
-            self._on_raw(message)
 
     async def _build_tls(self):
         if not self.config.transport.uses_tls:
@@ -655,8 +645,3 @@ class _Connected(Exception):  # noqa: N818 - control flow: a connection that was
 
 class _FallBack(Exception):  # noqa: N818 - control flow: try the next MQTT version
     pass
-
-
-def validate_subscription_filters(topics: Iterable[str]) -> None:
-    for t in topics:
-        validate_topic_filter(t)
