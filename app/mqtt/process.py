@@ -134,9 +134,6 @@ class _HistoryThread:
         self.thread.join(10)
 
 
-HISTORY_WRITER = _HistoryThread
-
-
 class _Channel:
     """One session's outgoing side in the engine: pending items, history, column batches."""
 
@@ -256,7 +253,7 @@ async def _serve(conn) -> None:
         if platform_name and history_name:
             if history_rows:
                 await loop.run_in_executor(None, load_history, sid, history_name, history_rows)
-            history = HISTORY_WRITER(history_name, lambda text: send(("notice", sid, text)), retention)
+            history = _HistoryThread(history_name, lambda text: send(("notice", sid, text)), retention)
             await loop.run_in_executor(None, history.ready.wait, 10)
         ch = channels[sid] = _Channel(sid, bool(platform_name), history)
         on_message, on_state = make_sinks(ch, platform_name, profile or {})
