@@ -200,12 +200,24 @@ async def _serve(conn) -> None:
         if platform_name:
             from app import platforms
 
-            parse = platforms.get(platform_name).parser_for(profile).parse_or_error
+            platform = platforms.get(platform_name)
+            parse = platform.parser_for(profile).parse_or_error
+            fast = platform.row_parser(profile)
 
             if ch.next_id is not None:
 
                 def on_message(msg) -> None:
                     ts = msg.received_at
+                    if fast is not None and msg.properties is None:
+                        parsed = fast(msg.topic, msg.payload, ts, ch.next_id)
+                        if parsed is not None:
+                            row, received_at, cids = parsed
+                            ch.items.append(row)
+                            ch.raws.append((msg.topic, msg.payload, None, received_at, cids))
+                            ch.next_id += 1
+                            if len(ch.items) >= MAX_BATCH:
+                                flush(ch)
+                            return
                     for event in parse(msg.topic, msg.payload, msg.properties):
                         ch.items.append(event_row(event, ts, ch.next_id))
                         ch.raws.append(
@@ -218,6 +230,13 @@ async def _serve(conn) -> None:
 
                 def on_message(msg) -> None:
                     ts = msg.received_at
+                    if fast is not None and msg.properties is None:
+                        parsed = fast(msg.topic, msg.payload, ts, None)
+                        if parsed is not None:
+                            ch.items.append(parsed[0])
+                            if len(ch.items) >= MAX_BATCH:
+                                flush(ch)
+                            return
                     for event in parse(msg.topic, msg.payload, msg.properties):
                         ch.items.append(event_row(event, ts))
                     if len(ch.items) >= MAX_BATCH:

@@ -138,6 +138,12 @@ class Platform:
         """A parser that knows the profile (e.g. ThingPark's topic pattern); by default itself."""
         return self
 
+    def row_parser(self, profile: dict):
+        """None, or a fast path for the live table: f(topic, payload, ts, row_id) -> (row in
+        app.store.ROW_FIELDS order, received_at, correlation_ids), or None to leave the message to
+        parse_or_error. It must build exactly the row parse_or_error's event gives."""
+        return None
+
     def credentials_provider(self, profile: dict):
         """None, or a callable returning (username, password, expires_at) fresh for each connect
         (akenza's device JWTs expire)."""

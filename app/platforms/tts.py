@@ -617,6 +617,11 @@ class TtsPlatform(Platform):
             clean_session=True,
         )
 
+    def row_parser(self, profile: dict):
+        from app.platforms.tts_fast import uplink_row
+
+        return uplink_row
+
     def parse(self, topic: str, payload: bytes, properties: dict | None = None) -> list[Event]:
         return parse_tts_message(topic, payload)
 
