@@ -193,6 +193,15 @@ class Ports:
     expired: int
 
 
+def lower_priority(pid: int, niceness: int) -> None:
+    """Best effort: run process pid at the given niceness (Unix)."""
+    if hasattr(os, "setpriority"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, niceness)
+        except OSError:
+            pass
+
+
 class Mosquitto:
     """mosquitto with a plain, a password, a TLS, a client-certificate TLS, a websockets, a
     secure websockets and an expired-certificate listener, MQTT 5 enabled, persistence on."""
@@ -200,8 +209,9 @@ class Mosquitto:
     USER = "tester"
     PASSWORD = "correct horse"
 
-    def __init__(self, directory: Path, *, pki: Pki | None = None, full: bool = True) -> None:
+    def __init__(self, directory: Path, *, pki: Pki | None = None, full: bool = True, niceness: int = 0) -> None:
         self.dir = Path(directory)
+        self.niceness = niceness  # raised for benchmarks, where the broker stands in for a remote one
         self.dir.mkdir(parents=True, exist_ok=True)
         self.binary = find_mosquitto()
         self.full = full
@@ -273,6 +283,8 @@ class Mosquitto:
             return self
         logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=logf, stderr=logf)
+        if self.niceness:
+            lower_priority(self.proc.pid, self.niceness)
         deadline = time.monotonic() + timeout
         ports = [self.ports.plain] + ([self.ports.auth, self.ports.tls, self.ports.ws] if self.full else [])
         while time.monotonic() < deadline:

@@ -29,11 +29,19 @@ def test_uplink_model_under_insert_trim_filter(qapp, qtmodeltester):
     model = UplinkTableModel(EventStore(max_rows=300, trim_chunk=30))
     qtmodeltester.check(model)
     model.ingest([tts_rows(200)])
+    # Stored at once, shown at the next announce (at most every announce_interval).
+    assert len(model.store) == 200 and model.rowCount() == 0
+    qtmodeltester.check(model)
+    model.announce()
+    assert model.rowCount() == 200
     qtmodeltester.check(model)
     model.set_filter(Filter(device=simulate.dev_eui(2)))
     assert model.rowCount() == 40
     assert {model.index(r, COL["dev_eui"]).data() for r in range(model.rowCount())} == {simulate.dev_eui(2)}
     model.ingest([tts_rows(200, start=200)])  # 400 rows: the oldest 100 are trimmed
+    assert model.rowCount() == 40
+    qtmodeltester.check(model)
+    model.announce()
     qtmodeltester.check(model)
     assert len(model.store) == 300
     assert model.rowCount() == 60
@@ -46,6 +54,38 @@ def test_uplink_model_under_insert_trim_filter(qapp, qtmodeltester):
     model.set_paused(False)
     assert model.held_rows == 0 and model.store.total_appended == 410
     qtmodeltester.check(model)
+    model.announce()
+    assert model.rowCount() == 310 and model.rows_shown_total == 410  # 10 over: less than a trim chunk
+    qtmodeltester.check(model)
+
+
+def test_rows_reach_the_view_at_most_every_announce_interval(qtbot):
+    model = UplinkTableModel(EventStore())
+    model.announce_interval = 0.3
+    inserts = []
+    model.rowsInserted.connect(lambda *a: inserts.append(time.monotonic()))
+    t0 = time.monotonic()
+    for i in range(12):  # 12 batches over ~0.6 s
+        model.ingest([tts_rows(10, start=i * 10)])
+        qtbot.wait(50)
+    qtbot.waitUntil(lambda: model.rowCount() == 120, timeout=2000)
+    assert model.rows_shown_total == 120
+    assert 2 <= len(inserts) <= 4, inserts  # not one per batch
+    gaps = [b - a for a, b in zip([t0, *inserts], inserts, strict=False)][1:]
+    assert all(g >= 0.25 for g in gaps), gaps
+
+
+def test_refilling_the_device_list_does_not_refilter(qtbot):
+    from ui.filter_bar import FilterBar
+
+    bar = FilterBar()
+    qtbot.addWidget(bar)
+    emitted = []
+    bar.filter_changed.connect(emitted.append)
+    bar.update_devices(["A", "B"])
+    bar.update_devices(["A", "B", "C"])
+    qtbot.wait(400)  # longer than the typing debounce
+    assert emitted == []
 
 
 def publish_uplinks(port: int, n: int, devices: int = 4) -> None:

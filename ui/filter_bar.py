@@ -93,10 +93,15 @@ class FilterBar(QWidget):
         if self.device.count() == len(keys):
             return
         text = self.device.currentText()
+        # The editable combo's line edit signals on its own: refilling the list is not an edit
+        # (it used to re-filter, i.e. reset the table, whenever a new device appeared).
+        edit = self.device.lineEdit()
         self.device.blockSignals(True)
+        edit.blockSignals(True)
         self.device.clear()
         self.device.addItems(keys)
         self.device.setEditText(text)
+        edit.blockSignals(False)
         self.device.blockSignals(False)
 
     def clear(self) -> None:

@@ -98,6 +98,11 @@ class PlatformWorkspace(QWidget):
         self.view.position_selected.connect(self.show_details)
         self.devices.device_selected.connect(self.select_device)
         self.model.rows_changed.connect(self._update_count)
+        self._devices_pending: list[dict] = []
+        self._devices_timer = QTimer(self)
+        self._devices_timer.setSingleShot(True)
+        self._devices_timer.setInterval(1)
+        self._devices_timer.timeout.connect(self._take_devices)
         self._tick = QTimer(self)
         self._tick.setInterval(1000)
         self._tick.timeout.connect(self._refresh_devices_list)
@@ -121,12 +126,20 @@ class PlatformWorkspace(QWidget):
 
     # ----- data in
     def ingest(self, batches: list[dict]) -> None:
-        for b in batches:
-            self._devices_changed |= self.tracker.update(b)
         start = self.store.end
         self.model.ingest(batches)
+        # Device statistics in a slice of their own, a moment later: the GUI loop gets to run
+        # (timers, a repaint) between the table insert and this (~1 us a row).
+        self._devices_pending.extend(batches)
+        if not self._devices_timer.isActive():
+            self._devices_timer.start()
         if self.charted and not self.model.paused:
             self._append_charts(start)
+
+    def _take_devices(self) -> None:
+        batches, self._devices_pending = self._devices_pending, []
+        for b in batches:
+            self._devices_changed |= self.tracker.update(b)
 
     def _append_charts(self, start: int) -> None:
         from ui.charts import series_from_store
@@ -189,6 +202,7 @@ class PlatformWorkspace(QWidget):
 
     def clear(self) -> None:
         self.model.clear()
+        self._devices_pending = []
         self.tracker.clear()
         self._devices_changed = set()
         self.devices.refresh(set())
@@ -210,6 +224,7 @@ class PlatformWorkspace(QWidget):
         self.count_label.setText(text + f" · {len(self.tracker):,} devices")
 
     def _refresh_devices_list(self) -> None:
+        self._take_devices()
         if self.store.total_appended - self._frozen_at > 100_000:
             # A full collection walks every element of the store's million-entry lists (~250 ms
             # at 1M rows, measured); the store holds no reference cycles, so take what exists
