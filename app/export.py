@@ -149,6 +149,29 @@ def iter_batches(store, positions: Sequence[int]) -> Iterable[RowBatch]:
 # ----- writing ---------------------------------------------------------------------------
 
 
+class RangeExtras:
+    """An `extra` for export_rows backed by a range lookup (e.g. HistoryReader.extras): rows come
+    in id order, so one lookup serves the next `span` ids. A lookup that fails (the history was
+    removed, is locked ...) gives rows without extras rather than a failed export."""
+
+    def __init__(self, fetch: Callable[[int, int], dict], span: int = 5000) -> None:
+        self.fetch = fetch
+        self.span = span
+        self._lo = self._hi = 0
+        self._cache: dict = {}
+        self.failed: Exception | None = None
+
+    def __call__(self, row_id: int):
+        if not (self._lo <= row_id < self._hi):
+            self._lo, self._hi = row_id, row_id + self.span
+            try:
+                self._cache = self.fetch(row_id, self._hi - 1) if self.failed is None else {}
+            except Exception as exc:  # noqa: BLE001 - any history trouble: export without extras
+                self.failed = exc
+                self._cache = {}
+        return self._cache.get(row_id)
+
+
 def export_rows(
     store, positions: Sequence[int], path, fmt: str, progress: Progress | None = None, *, extra: Extra | None = None
 ) -> int:

@@ -787,6 +787,22 @@ class HistoryReader:
             raise HistoryCorrupt(f"The history file {self.path} is damaged: row {row_id} has unreadable JSON.") from exc
         return RawRecord(topic or "", bytes(payload), properties, received_at, correlation_ids)
 
+    def extras(self, first_id: int, last_id: int) -> dict[int, tuple[str | None, tuple[str, ...]]]:
+        """{id: (received_at, correlation_ids)} of the rows first_id..last_id that have them (one
+        query: exports look rows up a range at a time)."""
+        rows = self._query(
+            "SELECT id, received_at, correlation_ids FROM events WHERE id BETWEEN ? AND ? "
+            "AND (received_at IS NOT NULL OR correlation_ids IS NOT NULL)",
+            (first_id, last_id),
+        )
+        out = {}
+        for row_id, received_at, cids in rows:
+            try:
+                out[row_id] = (received_at, tuple(orjson.loads(cids)) if cids else ())
+            except orjson.JSONDecodeError:
+                out[row_id] = (received_at, ())
+        return out
+
     def load_recent(self, limit: int, chunk: int = 20_000) -> Iterator[dict]:
         """The newest `limit` rows, oldest first, in batches of `chunk` rows as
         app.store.columns_from_rows() makes them (for EventStore.append_columns)."""

@@ -570,3 +570,46 @@ def test_data_dir_defaults_to_the_platform_user_data_dir(monkeypatch):
     assert history.data_dir().name == "uplink-console"
     monkeypatch.setenv(history.DATA_DIR_ENV, "/somewhere/else")
     assert history.data_dir() == Path("/somewhere/else")
+
+
+def test_exports_take_receive_times_and_correlation_ids_from_the_history(tmp_path):
+    from app.export import RangeExtras, export_rows
+
+    with HistoryWriter(tmp_path / "h.sqlite3") as w:
+        rows, raws = fill(w, 300)
+    reader = HistoryReader(tmp_path / "h.sqlite3")
+    got = reader.extras(1, 10_000)
+    assert set(got) == {r[0] for r in rows}
+    assert got[rows[5][0]] == (raws[5].received_at, tuple(raws[5].correlation_ids))
+    store = EventStore()
+    store.append_columns(columns_from_rows(rows))
+    calls = []
+
+    def fetch(lo, hi):
+        calls.append((lo, hi))
+        return reader.extras(lo, hi)
+
+    out = tmp_path / "out.jsonl"
+    export_rows(store, store.matching(Filter()), out, "jsonl", extra=RangeExtras(fetch, span=100))
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [o["received_at"] for o in lines] == [r.received_at for r in raws]
+    assert [o["correlation_ids"] for o in lines] == [list(r.correlation_ids) for r in raws]
+    assert len(calls) == 3  # a range at a time, not a query per row
+    reader.close()
+
+
+def test_an_export_without_a_readable_history_still_writes_every_row(tmp_path):
+    from app.export import RangeExtras, export_rows
+
+    with HistoryWriter(tmp_path / "h.sqlite3") as w:
+        rows, _ = fill(w, 50)
+    store = EventStore()
+    store.append_columns(columns_from_rows(rows))
+
+    def broken(lo, hi):
+        raise HistoryError("The history file is locked.")
+
+    extra = RangeExtras(broken)
+    out = tmp_path / "out.jsonl"
+    assert export_rows(store, store.matching(Filter()), out, "jsonl", extra=extra) == 50
+    assert isinstance(extra.failed, HistoryError)

@@ -210,10 +210,13 @@ class PlatformWorkspace(QWidget):
         self.charts.set_devices({})
 
     def export(self) -> None:
+        from app.export import RangeExtras
         from ui.export_dialog import run_export
 
         positions = self.model.visible if self.model.visible is not None else range(self.store.base, self.store.end)
-        run_export(self, self.store, positions, f"uplinks-{time.strftime('%Y%m%d-%H%M%S')}")
+        # The platform's own receive time and the correlation ids are kept in the history only.
+        extra = RangeExtras(self.history.extras) if self.history is not None else None
+        run_export(self, self.store, positions, f"uplinks-{time.strftime('%Y%m%d-%H%M%S')}", extra=extra)
 
     def _update_count(self) -> None:
         shown = self.model.rowCount()
