@@ -29,7 +29,7 @@ from app.mqtt.session import StateChange
 
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.02  # seconds between batches from the child
-ENGINE_NICENESS = 5
+ENGINE_NICENESS = 10  # the engine outruns a bare paho subscriber ~1.4x: it can yield to the window
 HISTORY_NICENESS = 15  # the history thread yields to the receive loop (Linux)
 HISTORY_BACKLOG = 1024  # batches (of up to MAX_BATCH rows) the history may lag behind a burst
 MAX_BATCH = 4000  # send early when this many items are waiting
