@@ -385,7 +385,7 @@ class UplinkDelegate(QStyledItemDelegate):
         self.view = view
         self._dots = {k: _kind_icon(c).pixmap(10, 10) for k, c in KIND_COLORS.items()}
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
-        self._avg = {False: 0, True: 0}
+        self._widest = {False: 0, True: 0}  # per font (proportional, mono), measured at first paint
         self._selection = view.selectionModel()
         self._alternate = view.alternatingRowColors()
 
@@ -420,16 +420,16 @@ class UplinkDelegate(QStyledItemDelegate):
         mono = col in _MONO
         painter.setFont(self._mono if mono else option.font)
         painter.setPen(palette.color(_HIGHLIGHTED_TEXT if selected else _TEXT))
-        avg = self._avg[mono] or self._measure(painter, mono)
-        if len(text) * avg > w:  # might not fit: measure and elide
+        widest = self._widest[mono] or self._measure(painter, mono)
+        if len(text) * widest > w:  # might not fit: measure and elide
             text = painter.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, w)
         painter.drawText(x, rect.y(), w, rect.height(), _RIGHT if col in _NUMERIC else _LEFT, text)
 
     def _measure(self, painter: QPainter, mono: bool) -> float:
-        # A safe lower bound of a character's width: shorter texts surely fit.
-        fm = painter.fontMetrics()
-        self._avg[mono] = avg = max(1.0, fm.horizontalAdvance("il1.:") / 5)
-        return avg
+        # An upper bound of a character's width (the widest common letter): a text whose length
+        # times this fits surely fits; longer ones are measured and elided if they must be.
+        self._widest[mono] = widest = max(1.0, painter.fontMetrics().horizontalAdvance("W"))
+        return widest
 
 
 class UplinkTableView(FollowingTableView):
