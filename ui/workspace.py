@@ -129,7 +129,7 @@ class PlatformWorkspace(QWidget):
         start = self.store.end
         self.model.ingest(batches)
         # Device statistics in a slice of their own, a moment later: the GUI loop gets to run
-        # (timers, a repaint) between the table insert and this (~1 us a row).
+        # (timers, a repaint) between the table insert and this (~2.5 us a row, measured).
         self._devices_pending.extend(batches)
         if not self._devices_timer.isActive():
             self._devices_timer.start()
