@@ -701,6 +701,17 @@ def _text_prefilter(text: str, params: dict) -> str:
     return "(" + " OR ".join(parts) + ")"
 
 
+def _writable(folder: Path) -> bool:
+    """Whether files can be created in folder (False on a read-only mount, or without permission)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 class HistoryReader:
     """Reads a history file while its writer appends (read-only connection, WAL).
 
@@ -731,6 +742,11 @@ class HistoryReader:
         db = None
         try:
             uri = self.path.resolve().as_uri() + "?mode=ro"
+            if not _writable(self.path.parent):
+                # Even a read-only connection to a WAL file needs to create its -shm file; on a
+                # read-only mount nobody can write the file either, so it is read as immutable
+                # (rows still in a -wal file that was never checkpointed are not seen).
+                uri += "&immutable=1"
             db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=5.0)
             if not _check_version(db, self.path):
                 db.close()

@@ -5,6 +5,9 @@ on a thread of this process instead, for comparison). Batches land in a lock-fre
 timer on the GUI thread drains it every BATCH_INTERVAL_MS and emits one signal per batch, so the
 GUI does one model insert per batch whatever the message rate. State changes cross threads as
 queued signals.
+
+The engine process is watched (a heartbeat, see EngineProcess): one that stops answering or
+ends is reported in one sentence, replaced by a new one, and the connection is resumed there.
 """
 
 from __future__ import annotations
@@ -12,43 +15,51 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.mqtt.config import ConnectionConfig, Subscription
-from app.mqtt.process import EngineProcess, ProcessSession
-from app.mqtt.session import ReceivedMessage, StateChange
+from app.mqtt.process import EngineGone, EngineProcess, ProcessSession
+from app.mqtt.session import ReceivedMessage, SessionState, StateChange
 from app.mqtt.worker import BackgroundSession, EngineThread, MessageBuffer
 
 log = logging.getLogger(__name__)
 # Inserts into the table model ~20 times a second whatever the rate: small slices of GUI work
 # (the uplink table shows them at most every ANNOUNCE_INTERVAL: each insert repaints it).
 BATCH_INTERVAL_MS = 50
+RESTARTS_PER_MINUTE = 3  # an engine lost more often than this is not started again
 
 
 class SessionBridge(QObject):
     state_changed = Signal(object)  # StateChange
     # object, not list: PySide would convert a list (of column batches) element by element.
     messages_arrived = Signal(object)  # list of ReceivedMessage or column batches, one emission per tick
-    notice = Signal(str)  # from the engine (e.g. history problems), for the status bar
+    # A lasting notice of the connection: (key, sentence), or (key, None) when it no longer holds.
+    notice = Signal(str, object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.engine_kind = os.environ.get("UPLINK_CONSOLE_ENGINE", "process")
         self.engine: EngineProcess | EngineThread | None = None  # started at the first connect
         self.session: BackgroundSession | ProcessSession | None = None
+        self.heartbeat_timeout: float | None = None  # None: EngineProcess's default
         self.buffer = MessageBuffer()
         self.last_state: StateChange | None = None
-        # Emitted from the engine thread; Qt queues it to the GUI thread.
+        self.restarts: list[float] = []  # monotonic times the engine was replaced
+        self._session_args: tuple | None = None  # what the current session was started with
+        # Emitted from the engine's threads; Qt queues them to the GUI thread.
         self._state_from_engine.connect(self._on_event_state)
         self._notice_from_engine.connect(self.notice)
+        self._engine_lost.connect(self._replace_engine)
         self.timer = QTimer(self)
         self.timer.setInterval(BATCH_INTERVAL_MS)
         self.timer.timeout.connect(self._drain)
         self.timer.start()
 
     _state_from_engine = Signal(object)
-    _notice_from_engine = Signal(str)
+    _notice_from_engine = Signal(str, object)
+    _engine_lost = Signal(object, str)  # the engine, the sentence
 
     # ----- engine side (runs on the engine thread)
     def _engine_on_message(self, msg: ReceivedMessage) -> None:
@@ -70,6 +81,15 @@ class SessionBridge(QObject):
     def connected(self) -> bool:
         return self.last_state is not None and self.last_state.state == "connected"
 
+    def _new_engine(self) -> EngineProcess:
+        engine: EngineProcess | None = None
+
+        def lost(sentence: str) -> None:
+            self._engine_lost.emit(engine, sentence)
+
+        engine = EngineProcess(on_lost=lost, heartbeat_timeout=self.heartbeat_timeout)
+        return engine
+
     async def connect_to(
         self,
         config: ConnectionConfig,
@@ -82,6 +102,7 @@ class SessionBridge(QObject):
         """platform None: raw messages (ReceivedMessage items); else column batches of events,
         kept in the history file `history_name` (its newest history_rows sent first)."""
         await self.disconnect_from()
+        self._session_args = (config, platform, profile, history_name, retention)
         if self.engine_kind == "thread":
             if self.engine is None:
                 self.engine = EngineThread()
@@ -89,26 +110,61 @@ class SessionBridge(QObject):
                 self.engine, config, on_message=self._engine_on_message, on_state=self._engine_on_state
             )
         else:
-            if self.engine is None:
-                self.engine = EngineProcess()
-            self.session = ProcessSession(
-                self.engine,
-                config,
-                on_batch=self.buffer.push_many if platform is None else self.buffer.push,
-                on_state=self._engine_on_state,
-                platform=platform,
-                profile=profile,
-                history_name=history_name,
-                history_rows=history_rows,
-                on_notice=self._notice_from_engine.emit,
-                retention=retention,
-            )
+            if self.engine is None or self.engine.lost:
+                self.engine = self._new_engine()
+            self.session = self._process_session(history_rows)
         await self.session.start()
+
+    def _process_session(self, history_rows: int) -> ProcessSession:
+        config, platform, profile, history_name, retention = self._session_args
+        return ProcessSession(
+            self.engine,
+            config,
+            on_batch=self.buffer.push_many if platform is None else self.buffer.push,
+            on_state=self._engine_on_state,
+            platform=platform,
+            profile=profile,
+            history_name=history_name,
+            history_rows=history_rows,
+            on_notice=self._notice_from_engine.emit,
+            retention=retention,
+        )
+
+    def _replace_engine(self, engine: EngineProcess, sentence: str) -> None:
+        """On the GUI thread: the engine `engine` is lost; start another and resume the session."""
+        if engine is not self.engine:
+            return  # an engine replaced (or shut down) already
+        old, self.engine = self.engine, None
+        old.close()
+        had_session = isinstance(self.session, ProcessSession)
+        self.session = None
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < 60] + [now]
+        if not had_session:
+            return  # nothing to resume: the next connect starts a new engine
+        if len(self.restarts) > RESTARTS_PER_MINUTE:
+            sentence = (
+                f"{sentence} It stopped {len(self.restarts)} times within a minute, so it is not started "
+                "again; connect again to retry, and report it if it keeps happening."
+            )
+            self.notice.emit("engine", sentence)
+            self._on_event_state(StateChange(SessionState.FAILED, error=sentence))
+            return
+        sentence += " It was started again and the connection resumed."
+        self.notice.emit("engine", sentence)
+        self._on_event_state(StateChange(SessionState.RECONNECTING, error=sentence))
+        self.engine = self._new_engine()
+        self.session = self._process_session(0)  # the table already shows the past
+
+        spawn(self.session.start(), lambda text: self.notice.emit("engine", f"{sentence} Restarting failed: {text}"))
 
     async def disconnect_from(self) -> None:
         session, self.session = self.session, None
         if session is not None:
-            await session.stop()
+            try:
+                await session.stop()
+            except EngineGone:
+                pass  # nothing left to stop
 
     async def subscribe(self, sub: Subscription) -> None:
         if self.session is None:
@@ -135,8 +191,8 @@ class SessionBridge(QObject):
                 self.engine.submit(self.session.session.stop()).result(3)
             except Exception:  # noqa: BLE001 - closing anyway
                 log.debug("stop on shutdown failed", exc_info=True)
-        self.engine.close()  # the engine process stops its sessions itself
-        self.engine = None
+        engine, self.engine = self.engine, None
+        engine.close()  # the engine process stops its sessions itself
 
 
 def spawn(coro, on_error=None) -> asyncio.Task:

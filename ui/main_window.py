@@ -23,12 +23,42 @@ from app import __version__
 from app.mqtt.config import ConnectionConfig, Subscription
 from app.mqtt.session import SessionState, StateChange
 from ui.bridge import SessionBridge, spawn
+from ui.common.notices import NoticeBar
 from ui.connection_panel import ConnectionBar
 from ui.message_log import MessageLogModel, MessageLogView
 from ui.side_panels import PublishPanel, SubscriptionsPanel
 
 OPEN_WINDOWS: list = []  # windows opened with File > New window (kept alive here)
 HISTORY_ROWS_AT_START = 200_000  # rows of history shown when a connection opens
+
+
+# How each kind of lasting notice looks: (level, whether the user may hide it).
+NOTICE_STYLE = {
+    "history": ("warning", False),
+    "history-read": ("warning", False),
+    "history-behind": ("warning", False),
+    "history-batch": ("warning", True),
+    "history-recovered": ("info", True),
+    "verification": ("warning", False),
+    "engine": ("warning", True),
+    "table": ("error", True),
+    "devices": ("warning", True),
+}
+
+
+def verification_notice(config: ConnectionConfig) -> str | None:
+    """The lasting notice a connection without certificate checks gets, or None."""
+    if not config.transport.uses_tls:
+        return None
+    tls = config.tls
+    if tls.verify_certificate and tls.verify_hostname:
+        return None
+    what = "certificate" if not tls.verify_certificate else "host name in the certificate"
+    return (
+        f"The broker's {what} is not verified for {config.host}:{config.effective_port}: anyone on the network "
+        "path could pose as the broker and read this connection's messages and credentials. Turn verification "
+        "on in the TLS settings (choose the CA certificate that signed the broker's) when you can."
+    )
 
 
 def history_name_for(platform: str, config: ConnectionConfig) -> str:
@@ -101,6 +131,8 @@ class MainWindow(QMainWindow):
         lay = QVBoxLayout(central)
         lay.setContentsMargins(6, 0, 6, 0)
         lay.addWidget(self.connection_bar)
+        self.notices = NoticeBar()
+        lay.addWidget(self.notices)
         lay.addWidget(self.pages, 1)
         self.setCentralWidget(central)
 
@@ -147,7 +179,7 @@ class MainWindow(QMainWindow):
         self.publish_panel.publish_requested.connect(self.publish)
         self.publish_panel.invalid.connect(self.show_error)
         self.bridge.state_changed.connect(self._show_state)
-        self.bridge.notice.connect(self.show_error)
+        self.bridge.notice.connect(self.show_notice)
         self.bridge.messages_arrived.connect(self._on_event_batches)
 
         self._rate_timer = QTimer(self)
@@ -205,6 +237,7 @@ class MainWindow(QMainWindow):
 
         if self.workspace is None:
             self.workspace = PlatformWorkspace(**({"max_rows": self.max_rows} if self.max_rows else {}))
+            self.workspace.notice.connect(self.show_notice)
             self.pages.addWidget(self.workspace)
         self.profiles[name] = profile
         self.platform_name = name
@@ -212,10 +245,13 @@ class MainWindow(QMainWindow):
         self.pages.setCurrentWidget(self.workspace)
         idx = self.connection_bar.platform.findData(name)
         self.connection_bar.platform.setCurrentIndex(idx)
-        self.connection_bar.show_summary(f"{platforms.get(name).label} · {config.describe()}")
+        unverified = verification_notice(config)
+        summary = f"{platforms.get(name).label} · {config.describe()}"
+        self.connection_bar.show_summary(summary + (" · ⚠ not verified" if unverified else ""))
         self.config = config
         self.connection_bar.set_connected_look(True)
         self.error_label.clear()
+        self._notices_for(config)
         history_name = history_name_for(name, config)
         self.workspace.open_history(history_name)
         rows = min(self.workspace.store.max_rows, HISTORY_ROWS_AT_START)
@@ -239,6 +275,7 @@ class MainWindow(QMainWindow):
         self.config = config
         self.connection_bar.set_connected_look(True)
         self.error_label.clear()
+        self._notices_for(config)
         spawn(self.bridge.connect_to(config), self.show_error)
 
     def disconnect(self) -> None:
@@ -264,6 +301,18 @@ class MainWindow(QMainWindow):
 
         spawn(go(), self.show_error)
 
+    def _notices_for(self, config: ConnectionConfig) -> None:
+        """A new connection: the old one's notices are over; this one's start with its settings."""
+        self.notices.clear()
+        self.show_notice("verification", verification_notice(config))
+
+    def show_notice(self, key: str, text: str | None) -> None:
+        """A lasting notice (None: it no longer holds); see ui/common/notices.py."""
+        level, dismissable = NOTICE_STYLE.get(key, ("warning", True))
+        if key == "engine" and text is not None and "not started again" in text:
+            level, dismissable = "error", False
+        self.notices.notify(key, text, level, dismissable)
+
     def show_error(self, text: str) -> None:
         """One line in the status bar (the whole text in its tooltip)."""
         line = " ".join(str(text).split())
@@ -275,6 +324,9 @@ class MainWindow(QMainWindow):
         text, color = STATE_STYLE[change.state]
         if change.state == SessionState.CONNECTED and change.mqtt_version:
             text = f"Connected · MQTT {change.mqtt_version}"
+        if change.state == SessionState.CONNECTED and self.config is not None and verification_notice(self.config):
+            text += " · ⚠ not verified"
+            color = "#9a6700"
         elif change.state == SessionState.RECONNECTING and change.retry_in is not None:
             text = f"Reconnecting in {change.retry_in:.0f} s (attempt {change.attempt})"
         self.state_label.setText(text)

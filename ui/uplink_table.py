@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import logging
 import math
 import time
 from array import array
@@ -78,6 +79,8 @@ _KIND_COL = COL["kind"]
 _TEXT = QPalette.ColorRole.Text
 _HIGHLIGHTED_TEXT = QPalette.ColorRole.HighlightedText
 
+log = logging.getLogger(__name__)
+
 
 def _kind_icon(color: str) -> QIcon:
     pix = QPixmap(10, 10)
@@ -125,8 +128,10 @@ def _short(v, limit: int = 24) -> str:
 
 class UplinkTableModel(QAbstractTableModel):
     rows_changed = Signal()  # after every insert/trim/filter, for counters
+    rows_rejected = Signal(int, str)  # rows the store refused so far, and why the last were
 
     def __init__(self, store: EventStore | None = None, parent=None) -> None:
+        self.rejected_rows = 0
         super().__init__(parent)
         self.store = store if store is not None else EventStore()
         self.filter = Filter()
@@ -275,7 +280,13 @@ class UplinkTableModel(QAbstractTableModel):
             self._held.extend(batches)
             return
         for b in batches:
-            self.store.append_columns(b, trim=False)
+            try:
+                self.store.append_columns(b, trim=False)
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the others
+                # The store takes a batch whole or not at all, so the table stays consistent.
+                log.exception("a batch could not be added to the table")
+                self.rejected_rows += len(b.get("ts", ())) if isinstance(b, dict) else 0
+                self.rows_rejected.emit(self.rejected_rows, f"{type(exc).__name__}: {exc}")
         self._announce_soon()
 
     def _announce_soon(self) -> None:

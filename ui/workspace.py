@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import time
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -21,10 +22,11 @@ from ui.filter_bar import FilterBar
 from ui.uplink_table import UplinkTableModel, UplinkTableView
 
 DEFAULT_RETAINED_ROWS = 1_000_000
+log = logging.getLogger(__name__)
 
 
 class PlatformWorkspace(QWidget):
-    status = Signal(str)
+    notice = Signal(str, object)  # a lasting notice: (key, sentence), or (key, None) once over
 
     def __init__(self, max_rows: int = DEFAULT_RETAINED_ROWS, parent=None) -> None:
         super().__init__(parent)
@@ -98,6 +100,7 @@ class PlatformWorkspace(QWidget):
         self.view.position_selected.connect(self.show_details)
         self.devices.device_selected.connect(self.select_device)
         self.model.rows_changed.connect(self._update_count)
+        self.model.rows_rejected.connect(self._rows_rejected)
         self._devices_pending: list[dict] = []
         self._devices_timer = QTimer(self)
         self._devices_timer.setSingleShot(True)
@@ -117,7 +120,7 @@ class PlatformWorkspace(QWidget):
             self.history = HistoryReader(history_path(name))
         except Exception as exc:  # noqa: BLE001 - the live view works without history
             self.history = None
-            self.status.emit(f"The history of this connection cannot be read: {exc}")
+            self.notice.emit("history-read", f"The history of this connection cannot be read: {exc}")
 
     def close_history(self) -> None:
         if self.history is not None:
@@ -139,7 +142,18 @@ class PlatformWorkspace(QWidget):
     def _take_devices(self) -> None:
         batches, self._devices_pending = self._devices_pending, []
         for b in batches:
-            self._devices_changed |= self.tracker.update(b)
+            try:
+                self._devices_changed |= self.tracker.update(b)
+            except Exception as exc:  # noqa: BLE001 - the table goes on without these statistics
+                log.exception("device statistics failed")
+                self.notice.emit("devices", f"Device statistics skipped {len(b.get('ts', ())):,} rows ({exc}).")
+
+    def _rows_rejected(self, total: int, why: str) -> None:
+        self.notice.emit(
+            "table",
+            f"{total:,} received rows could not be added to the table ({why}); the rows after them are shown. "
+            "Please report it.",
+        )
 
     def _append_charts(self, start: int) -> None:
         from ui.charts import series_from_store

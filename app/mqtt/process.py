@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from app.mqtt.config import ConnectionConfig, Subscription
@@ -31,7 +32,11 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.02  # seconds between batches from the child
 ENGINE_NICENESS = 10  # the engine outruns a bare paho subscriber ~1.4x: it can yield to the window
 HISTORY_NICENESS = 15  # the history thread yields to the receive loop (Linux)
-HISTORY_BACKLOG = 1024  # batches (of up to MAX_BATCH rows) the history may lag behind a burst
+# Rows the history may lag behind a burst before further rows go unsaved (~1.4 KB each on disk;
+# in memory here the rows and raw bodies, ~1 KB each for TTS): a burst of minutes is absorbed.
+HISTORY_BACKLOG_ROWS = 300_000
+HEARTBEAT_INTERVAL = 1.0  # seconds between the window's pings of its engine
+HEARTBEAT_TIMEOUT = 10.0  # an engine silent this long is stopped and started again
 MAX_BATCH = 4000  # send early when this many items are waiting
 
 
@@ -65,73 +70,196 @@ class _HistoryThread:
     SQLite does its work without the interpreter lock, so most of the ~12 us a row costs runs
     beside the receive loop instead of in it, and at a lower scheduling priority: during a burst
     the live view comes first and the history catches up after (measured: with the history
-    writer competing equally, a 200k burst reached the table 20% slower). Bounded: past
-    HISTORY_BACKLOG batches the receive loop waits (and TCP slows the broker) rather than memory
-    growing without end."""
+    writer competing equally, a 200k burst reached the table 20% slower).
 
-    def __init__(self, name: str, notify: Callable[[str], None], retention=None) -> None:
+    The live path never waits for it: `put` only appends to a queue. Past HISTORY_BACKLOG_ROWS
+    rows waiting (a disk slower than the stream, a writer stuck on a lock) further batches are
+    not saved, counted, and the window is told in a lasting notice; the table goes on. Every
+    failure of the writer is caught: a batch it cannot store is skipped and reported, a file it
+    cannot write any more stops the history with a sentence (the table goes on)."""
+
+    def __init__(self, name: str, notify: Callable[[str, str | None], None], retention=None) -> None:
         import queue
 
         self.name = name
         self.retention = retention
-        self.notify = notify
-        self.queue: queue.Queue = queue.Queue(maxsize=HISTORY_BACKLOG)
+        self.notify = notify  # (notice key, sentence or None to withdraw it)
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.ready = threading.Event()
         self.next_id: int | None = None
         self.failed: str | None = None
+        self.read_only = False
+        self.queued_rows = 0  # counted by the engine's loop only
+        self.taken_rows = 0  # counted by this thread only
+        self.dropped_rows = 0
         self.thread = threading.Thread(target=self._main, name="engine-history", daemon=True)
         self.thread.start()
 
-    def _main(self) -> None:
-        from app.history import HistoryCorrupt, HistoryError, HistoryWriter, history_path
+    def _open(self):
+        from app.history import HistoryError, HistoryWriter, data_dir, history_path
 
+        try:
+            path = history_path(self.name)
+            if self.retention is None:
+                writer = HistoryWriter.open_or_recover(path)
+            else:
+                writer = HistoryWriter.open_or_recover(path, self.retention)
+            self.next_id = writer.next_id
+            if writer.recovered_from is not None:
+                self.notify(
+                    "history-recovered",
+                    f"The history file was damaged; it was kept as {writer.recovered_from} and a new one started.",
+                )
+            return writer
+        except (HistoryError, OSError) as exc:
+            reason = _unwritable_folder()
+            self.read_only = reason is not None
+            if reason is not None:
+                self.failed = (
+                    f"History is read-only: {reason}. Past rows are shown; new rows are not saved. Point "
+                    "UPLINK_CONSOLE_DATA_DIR at a writable folder to keep them."
+                )
+            elif _disk_full(exc):
+                self.failed = (
+                    f"History is off for this connection: the disk holding {data_dir()} is full. New rows are "
+                    "shown but not saved; free some space and connect again."
+                )
+            else:
+                self.failed = f"History is off for this connection: {exc}"
+        except Exception as exc:  # noqa: BLE001 - the live view works without history
+            log.exception("history could not be opened")
+            self.failed = f"History is off for this connection: the file could not be opened ({exc!r})."
+        self.notify("history", self.failed)
+        return None
+
+    def _main(self) -> None:
         if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
             try:  # Linux: a thread id here sets this thread's priority only
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HISTORY_NICENESS)
             except OSError:
                 pass
-
-        try:
-            if self.retention is None:
-                writer = HistoryWriter.open_or_recover(history_path(self.name))
-            else:
-                writer = HistoryWriter.open_or_recover(history_path(self.name), self.retention)
-            self.next_id = writer.next_id
-        except (HistoryError, OSError) as exc:
-            self.failed = f"History is off for this connection: {exc}"
-            self.notify(self.failed)
-            writer = None
+        writer = self._open()
         self.ready.set()
         while True:
             item = self.queue.get()
             if item is None:
                 break
+            rows, raws = item
+            self.taken_rows += len(rows)
             if writer is None:
                 continue
-            rows, raws = item
-            try:
-                writer.take_ids(len(rows))
-                writer.append(rows, raws)
-            except HistoryCorrupt:
-                try:
-                    writer.recover()
-                    writer.append(rows, raws)
-                except (HistoryError, OSError) as exc:
-                    self.notify(f"History stopped: {exc}")
-                    writer = None
-            except (HistoryError, OSError, ValueError) as exc:
-                self.notify(f"History stopped: {exc}")
-                writer = None
+            writer = self._write(writer, rows, raws)
+            if self.dropped_rows and self.queued_rows == self.taken_rows:
+                self.notify(
+                    "history-behind",
+                    f"History missed {self.dropped_rows:,} rows while it was behind (the disk was slower than "
+                    "the stream); they are in the table but not saved.",
+                )
         if writer is not None:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001
+                log.exception("history close failed")
+
+    def _write(self, writer, rows: list, raws: list):
+        """Writes one batch; returns the writer to go on with, or None when history stopped."""
+        from app.history import HistoryCorrupt, HistoryError
+
+        try:
+            writer.take_ids(len(rows))
+            writer.append(rows, raws)
+            return writer
+        except HistoryCorrupt:
+            try:
+                moved = writer.recover()
+                self.notify(
+                    "history-recovered", f"The history file was damaged; it was kept as {moved} and a new one started."
+                )
+                writer.append(rows, raws)
+                return writer
+            except Exception as exc:  # noqa: BLE001
+                return self._stop(writer, exc)
+        except HistoryError as exc:
+            return self._stop(writer, exc)
+        except Exception as exc:  # noqa: BLE001 - a batch it cannot store must not stop the others
+            log.exception("history could not store a batch")
+            self.notify(
+                "history-batch",
+                f"History could not save {len(rows):,} rows ({type(exc).__name__}: {exc}); they are in the "
+                "table, and later rows are saved.",
+            )
+            return writer
+
+    def _stop(self, writer, exc: BaseException):
+        if _disk_full(exc):
+            from app.history import data_dir
+
+            self.failed = (
+                f"History stopped: the disk holding {data_dir()} is full. New rows are shown but not saved; "
+                "free some space and connect again."
+            )
+        else:
+            self.failed = f"History stopped: {exc} New rows are shown but not saved until you connect again."
+        log.warning("%s", self.failed)
+        self.notify("history", self.failed)
+        try:
             writer.close()
+        except Exception:  # noqa: BLE001
+            pass
+        return None
 
     def put(self, rows: list, raws: list) -> None:
-        if self.failed is None:
-            self.queue.put((rows, raws))
+        """Never blocks the live path (see the class's docstring)."""
+        if self.failed is not None:
+            return
+        if self.queued_rows - self.taken_rows > HISTORY_BACKLOG_ROWS:
+            first = not self.dropped_rows
+            self.dropped_rows += len(rows)
+            if first:
+                self.notify(
+                    "history-behind",
+                    "History is falling behind the stream (the disk is slower than the messages arrive): "
+                    "rows are shown but not all are saved until it catches up.",
+                )
+            return
+        self.queued_rows += len(rows)
+        self.queue.put((rows, raws))
 
     def close(self) -> None:
         self.queue.put(None)
         self.thread.join(10)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    import errno
+
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "is full" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _unwritable_folder() -> str | None:
+    """Why the history folder cannot be written at all (a read-only mount, no permission), or None."""
+    import errno
+    import tempfile
+
+    from app.history import data_dir
+
+    folder = data_dir() / "history"
+    try:
+        with tempfile.TemporaryFile(dir=folder if folder.is_dir() else data_dir()):
+            return None
+    except OSError as probe:
+        if probe.errno == errno.EROFS:
+            return f"{folder} is on a read-only file system"
+        if probe.errno in (errno.EACCES, errno.EPERM):
+            return f"{folder} cannot be written (permission denied)"
+        return None
 
 
 class _Channel:
@@ -149,12 +277,27 @@ class _Channel:
 
 
 async def _serve(conn) -> None:
+    from app.events import error_event
     from app.mqtt.errors import SessionError
     from app.mqtt.session import MqttSession
+    try:  # TEMP until base.body_problem lands
+        from app.platforms.base import body_problem
+    except ImportError:
+
+        def body_problem(payload):
+            return None
     from app.store import columns_from_rows, event_row
 
     loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue = asyncio.Queue()
+    inbox: asyncio.Queue = asyncio.Queue()  # operations, in order
+    send_lock = threading.Lock()  # the loop, history loading and the history thread all send
+
+    def send(msg) -> None:
+        try:
+            with send_lock:
+                conn.send(msg)
+        except (OSError, EOFError, BrokenPipeError):
+            loop.call_soon_threadsafe(inbox.put_nowait, (0, "exit"))
 
     def read_commands() -> None:
         while True:
@@ -162,6 +305,10 @@ async def _serve(conn) -> None:
                 msg = conn.recv()
             except (EOFError, OSError):
                 msg = (0, "exit")
+            if msg[1] == "ping":
+                # Answered by the loop itself: a loop that is stuck does not answer.
+                loop.call_soon_threadsafe(send, ("reply", msg[0], True, None))
+                continue
             loop.call_soon_threadsafe(inbox.put_nowait, msg)
             if msg[1] == "exit":
                 return
@@ -170,23 +317,20 @@ async def _serve(conn) -> None:
     sessions: dict[int, MqttSession] = {}
     channels: dict[int, _Channel] = {}
 
-    def send(msg) -> None:
-        try:
-            conn.send(msg)
-        except (OSError, EOFError, BrokenPipeError):
-            loop.call_soon(inbox.put_nowait, (0, "exit"))
-
     def flush(ch: _Channel) -> None:
         items = ch.items
         if not items:
             return
         ch.items = []
         if ch.columns:
+            # Transposed here, on the engine's core: the GUI process only extends arrays. A row
+            # the table cannot hold is replaced by an error row in `items` itself, so the history
+            # stores what the table shows.
+            columns = columns_from_rows(items)
             if ch.history is not None:
                 raws, ch.raws = ch.raws, []
                 ch.history.put(items, raws)
-            # Transposed here, on the engine's core: the GUI process only extends arrays.
-            send(("batch", ch.sid, columns_from_rows(items)))
+            send(("batch", ch.sid, columns))
         else:
             send(("batch", ch.sid, items))
 
@@ -203,44 +347,54 @@ async def _serve(conn) -> None:
             platform = platforms.get(platform_name)
             parse = platform.parser_for(profile).parse_or_error
             fast = platform.row_parser(profile)
+            keep_raw = ch.next_id is not None
 
-            if ch.next_id is not None:
+            def add_error(msg, text: str) -> None:
+                event = error_event(platform_name, msg.topic, text)
+                ch.items.append(event_row(event, msg.received_at, ch.next_id))
+                if keep_raw:
+                    ch.raws.append((msg.topic, msg.payload, msg.properties, event.received_at, ()))
+                    ch.next_id += 1
 
-                def on_message(msg) -> None:
-                    ts = msg.received_at
-                    if fast is not None and msg.properties is None:
-                        parsed = fast(msg.topic, msg.payload, ts, ch.next_id)
-                        if parsed is not None:
-                            row, received_at, cids = parsed
-                            ch.items.append(row)
-                            ch.raws.append((msg.topic, msg.payload, None, received_at, cids))
+            def take(msg) -> None:
+                ts = msg.received_at
+                payload = msg.payload
+                problem = body_problem(payload)
+                if problem is not None:
+                    add_error(msg, problem)
+                    return
+                if fast is not None and msg.properties is None:
+                    parsed = fast(msg.topic, payload, ts, ch.next_id)
+                    if parsed is not None:
+                        row, received_at, cids = parsed
+                        ch.items.append(row)
+                        if keep_raw:
+                            ch.raws.append((msg.topic, payload, None, received_at, cids))
                             ch.next_id += 1
-                            if len(ch.items) >= MAX_BATCH:
-                                flush(ch)
-                            return
-                    for event in parse(msg.topic, msg.payload, msg.properties):
-                        ch.items.append(event_row(event, ts, ch.next_id))
-                        ch.raws.append(
-                            (msg.topic, msg.payload, msg.properties, event.received_at, event.correlation_ids)
-                        )
+                        return
+                for event in parse(msg.topic, payload, msg.properties):
+                    ch.items.append(event_row(event, ts, ch.next_id))
+                    if keep_raw:
+                        ch.raws.append((msg.topic, payload, msg.properties, event.received_at, event.correlation_ids))
                         ch.next_id += 1
-                    if len(ch.items) >= MAX_BATCH:
-                        flush(ch)
-            else:
 
-                def on_message(msg) -> None:
-                    ts = msg.received_at
-                    if fast is not None and msg.properties is None:
-                        parsed = fast(msg.topic, msg.payload, ts, None)
-                        if parsed is not None:
-                            ch.items.append(parsed[0])
-                            if len(ch.items) >= MAX_BATCH:
-                                flush(ch)
-                            return
-                    for event in parse(msg.topic, msg.payload, msg.properties):
-                        ch.items.append(event_row(event, ts))
-                    if len(ch.items) >= MAX_BATCH:
-                        flush(ch)
+            def on_message(msg) -> None:
+                # Called from the socket reader: whatever a message holds, it must not raise
+                # (that would tear the connection down) and must leave items and raws paired.
+                n_items, n_raws, next_id = len(ch.items), len(ch.raws), ch.next_id
+                try:
+                    take(msg)
+                except Exception as exc:  # noqa: BLE001 - one odd message becomes one error row
+                    log.exception("a message could not be processed")
+                    del ch.items[n_items:], ch.raws[n_raws:]
+                    ch.next_id = next_id
+                    add_error(
+                        msg,
+                        f"The message could not be processed ({type(exc).__name__}: {exc}); it is kept "
+                        "as an error row. Please report it with the raw message.",
+                    )
+                if len(ch.items) >= MAX_BATCH:
+                    flush(ch)
         else:
 
             def on_message(msg) -> None:
@@ -265,14 +419,17 @@ async def _serve(conn) -> None:
             finally:
                 reader.close()
         except (HistoryError, OSError) as exc:
-            send(("notice", sid, f"The history of this connection could not be read: {exc}"))
+            send(("notice", sid, "history-read", f"The history of this connection could not be read: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - the live view works without the past
+            log.exception("history could not be loaded")
+            send(("notice", sid, "history-read", f"The history of this connection could not be read ({exc!r})."))
 
     async def start(sid: int, config, platform_name, profile, history_name, history_rows, retention=None) -> None:
         history = None
         if platform_name and history_name:
             if history_rows:
                 await loop.run_in_executor(None, load_history, sid, history_name, history_rows)
-            history = _HistoryThread(history_name, lambda text: send(("notice", sid, text)), retention)
+            history = _HistoryThread(history_name, lambda key, text: send(("notice", sid, key, text)), retention)
             await loop.run_in_executor(None, history.ready.wait, 10)
         ch = channels[sid] = _Channel(sid, bool(platform_name), history)
         on_message, on_state = make_sinks(ch, platform_name, profile or {})
@@ -351,9 +508,13 @@ def _first_two(provider):
 
 
 class EngineProcess:
-    """The parent's handle on the engine process; thread-safe; async calls from any loop."""
+    """The parent's handle on the engine process; thread-safe; async calls from any loop.
 
-    def __init__(self) -> None:
+    A watchdog thread pings the engine every HEARTBEAT_INTERVAL; an engine that has not answered
+    for `heartbeat_timeout` seconds, or whose process ended, is reported once to `on_lost` with a
+    sentence (the owner then starts a new engine and resumes its sessions: see ui/bridge.py)."""
+
+    def __init__(self, on_lost: Callable[[str], None] | None = None, heartbeat_timeout: float | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")  # fork is unsafe in a process running Qt threads
         self._conn, child_conn = ctx.Pipe(duplex=True)
         self.process = ctx.Process(target=engine_main, args=(child_conn,), name="uplink-engine", daemon=True)
@@ -362,31 +523,48 @@ class EngineProcess:
         self._send_lock = threading.Lock()
         self._calls: dict[int, concurrent.futures.Future] = {}
         self._ids = itertools.count(1)
-        self._sinks: dict[int, tuple[Callable, Callable]] = {}
+        self._sinks: dict[int, tuple[Callable, Callable, Callable | None]] = {}
         self._closed = False
+        self._closing = False  # close() was called: an ending engine is no surprise
+        self.on_lost = on_lost
+        self.heartbeat_timeout = HEARTBEAT_TIMEOUT if heartbeat_timeout is None else heartbeat_timeout
+        self.last_answer = time.monotonic()  # of any message from the engine
+        self.lost: str | None = None  # the sentence, once the engine is lost
+        self._stop_watch = threading.Event()
         self._reader = threading.Thread(target=self._read, name="engine-reader", daemon=True)
         self._reader.start()
+        self._watchdog = threading.Thread(target=self._watch, name="engine-watchdog", daemon=True)
+        self._watchdog.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
 
     def new_session_id(self) -> int:
         return next(self._ids)
 
     def register(self, sid: int, on_batch: Callable, on_state: Callable, on_notice: Callable | None = None) -> None:
+        """on_notice(key, sentence or None): a lasting notice of that session, None withdraws it."""
         self._sinks[sid] = (on_batch, on_state, on_notice)
 
     def unregister(self, sid: int) -> None:
         self._sinks.pop(sid, None)
 
+    def _send(self, msg) -> None:
+        # A full pipe to a stopped engine would block the caller: the watchdog reports it instead.
+        with self._send_lock:
+            self._conn.send(msg)
+
     def call(self, op: str, *args) -> concurrent.futures.Future:
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        if self._closed:
-            fut.set_exception(EngineGone("The connection engine has stopped; restart the console."))
+        if self._closed or self.lost:
+            fut.set_exception(EngineGone(self.lost or "The connection engine has stopped; restart the console."))
             return fut
         call_id = next(self._ids)
         self._calls[call_id] = fut
         try:
-            with self._send_lock:
-                self._conn.send((call_id, op, *args))
-        except (OSError, EOFError) as exc:
+            self._send((call_id, op, *args))
+        except (OSError, EOFError, ValueError) as exc:
             self._calls.pop(call_id, None)
             fut.set_exception(EngineGone(f"The connection engine has stopped ({exc}); restart the console."))
         return fut
@@ -394,51 +572,97 @@ class EngineProcess:
     async def run(self, op: str, *args):
         return await asyncio.wrap_future(self.call(op, *args))
 
+    def _watch(self) -> None:
+        while not self._stop_watch.wait(HEARTBEAT_INTERVAL):
+            if self._closing:
+                return
+            if self._closed or not self.process.is_alive():
+                self._lose_ended()
+                return
+            silent = time.monotonic() - self.last_answer
+            if silent > self.heartbeat_timeout:
+                self._lose(f"The connection engine stopped answering for {silent:.0f} s.")
+                return
+            try:
+                self._send((next(self._ids), "ping"))
+            except (OSError, EOFError, ValueError):
+                pass  # the process check above reports it
+
+    def _lose_ended(self) -> None:
+        self.process.join(1)
+        code = self.process.exitcode
+        how = "" if code is None else f" (exit status {code})" if code >= 0 else f" (signal {-code})"
+        self._lose(f"The connection engine has stopped unexpectedly{how}.")
+
+    def _lose(self, sentence: str) -> None:
+        if self.lost or self._closing:
+            return
+        self.lost = sentence
+        log.warning("%s", sentence)
+        for fut in list(self._calls.values()):
+            if not fut.done():
+                fut.set_exception(EngineGone(sentence))
+        self._calls.clear()
+        if self.on_lost is not None:
+            try:
+                self.on_lost(sentence)
+            except Exception:  # noqa: BLE001 - the owner's problem, not the watchdog's
+                log.exception("engine-lost observer failed")
+
     def _read(self) -> None:
         while True:
             try:
                 msg = self._conn.recv()
             except (EOFError, OSError):
                 break
+            self.last_answer = time.monotonic()
             kind = msg[0]
-            if kind == "batch":
-                sink = self._sinks.get(msg[1])
-                if sink is not None:
-                    sink[0](msg[2])
-            elif kind == "state":
-                sink = self._sinks.get(msg[1])
-                if sink is not None:
-                    sink[1](msg[2])
-            elif kind == "notice":
-                sink = self._sinks.get(msg[1])
-                if sink is not None and len(sink) > 2 and sink[2] is not None:
-                    sink[2](msg[2])
-            elif kind == "reply":
-                _, call_id, ok, value = msg
-                fut = self._calls.pop(call_id, None)
-                if fut is None or fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(_rebuild_error(*value))
+            try:
+                if kind == "batch":
+                    sink = self._sinks.get(msg[1])
+                    if sink is not None:
+                        sink[0](msg[2])
+                elif kind == "state":
+                    sink = self._sinks.get(msg[1])
+                    if sink is not None:
+                        sink[1](msg[2])
+                elif kind == "notice":
+                    sink = self._sinks.get(msg[1])
+                    if sink is not None and sink[2] is not None:
+                        sink[2](msg[2], msg[3])
+                elif kind == "reply":
+                    _, call_id, ok, value = msg
+                    fut = self._calls.pop(call_id, None)
+                    if fut is None or fut.done():
+                        continue
+                    if ok:
+                        fut.set_result(value)
+                    else:
+                        fut.set_exception(_rebuild_error(*value))
+            except Exception:  # noqa: BLE001 - a sink's failure must not stop every other message
+                log.exception("engine message %r could not be delivered", kind)
         self._closed = True
+        if not self._closing:
+            self._lose_ended()
         for fut in self._calls.values():
             if not fut.done():
-                fut.set_exception(EngineGone("The connection engine has stopped; restart the console."))
+                fut.set_exception(EngineGone(self.lost or "The connection engine has stopped; restart the console."))
         self._calls.clear()
 
     def close(self, timeout: float = 3.0) -> None:
-        if not self._closed:
+        self._closing = True
+        self._stop_watch.set()
+        if not self._closed and not self.lost:
             try:
-                with self._send_lock:
-                    self._conn.send((0, "exit"))
-            except (OSError, EOFError):
+                self._send((0, "exit"))
+            except (OSError, EOFError, ValueError):
                 pass
+        if self.lost:
+            timeout = 0  # it does not answer: no goodbye to wait for
         self.process.join(timeout)
         if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(1)
+            self.process.kill()  # SIGKILL also ends a stopped (SIGSTOP) process
+            self.process.join(2)
         self._closed = True
         self._conn.close()
 
@@ -468,7 +692,7 @@ class ProcessSession:
         profile: dict | None = None,
         history_name: str | None = None,
         history_rows: int = 0,
-        on_notice: Callable[[str], None] | None = None,
+        on_notice: Callable[[str, str | None], None] | None = None,
         retention=None,
     ) -> None:
         """history_name: keep every event in that profile's SQLite history (platform sessions),
