@@ -61,8 +61,12 @@ def hostile_bodies() -> list[tuple[str, bytes]]:
         out.append((f"{path[-1]} beyond float range", _with(path, "1e400", 1100 + i)))
         out.append((f"{path[-1]} of the wrong type", _with(path, '{"x": [1]}', 1200 + i)))
     out.append(("nesting 100k deep at the top", _deep(100_000).encode()))
-    out.append(("nesting 100k deep in decoded_payload", _with(("uplink_message", "decoded_payload"), _deep(100_000), 3)))
-    out.append(("nesting 100k deep in rx_metadata", _with(("uplink_message", "rx_metadata"), "[" * 100_000 + "]" * 100_000, 4)))
+    out.append(
+        ("nesting 100k deep in decoded_payload", _with(("uplink_message", "decoded_payload"), _deep(100_000), 3))
+    )
+    out.append(
+        ("nesting 100k deep in rx_metadata", _with(("uplink_message", "rx_metadata"), "[" * 100_000 + "]" * 100_000, 4))
+    )
     out.append(("ids of the wrong type", _with(("end_device_ids",), "[1, 2]", 5)))
     out.append(("invalid UTF-8", b'{"end_device_ids": {"device_id": "\xff\xfe"}, "uplink_message": {}}'))
     out.append(("not JSON", b"\x00\x01\x02 binary"))
@@ -80,7 +84,9 @@ def publish_mixed(port: int, valid: int, hostile: list[tuple[str, bytes]], topic
     pending = list(hostile)
     for i in range(valid):
         d = i % 4
-        c.publish(simulate.tts_topic(d), simulate.tts_uplink(d, i // 4, rnd=random.Random(i)), qos=1).wait_for_publish(5)
+        c.publish(simulate.tts_topic(d), simulate.tts_uplink(d, i // 4, rnd=random.Random(i)), qos=1).wait_for_publish(
+            5
+        )
         if i % every == 0 and pending:
             c.publish(topic, pending.pop(0)[1], qos=1).wait_for_publish(10)
     for _, body in pending:
