@@ -10,10 +10,14 @@ window connects somewhere else. State changes never touch it.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QStyle, QToolButton, QVBoxLayout, QWidget
 
 LEVELS = ("info", "warning", "error")
-_MARK = {"info": "ℹ", "warning": "⚠", "error": "⛔"}
+_ICON = {
+    "info": QStyle.StandardPixmap.SP_MessageBoxInformation,
+    "warning": QStyle.StandardPixmap.SP_MessageBoxWarning,
+    "error": QStyle.StandardPixmap.SP_MessageBoxCritical,
+}
 _STYLE = {
     "info": "background: #ddf4ff; border: 1px solid #54aeff; color: #0a3069;",
     "warning": "background: #fff8c5; border: 1px solid #d4a72c; color: #4d2d00;",
@@ -45,7 +49,8 @@ class _NoticeRow(QFrame):
 
     def show_notice(self, text: str, level: str, dismissable: bool) -> None:
         self.level = level
-        self.mark.setText(_MARK[level])
+        size = self.fontMetrics().height()
+        self.mark.setPixmap(self.style().standardIcon(_ICON[level]).pixmap(size, size))
         self.text.setText(text)
         self.setToolTip(text)
         self.setStyleSheet(f"QFrame#notice {{ {_STYLE[level]} border-radius: 3px; }} QLabel {{ border: none; }}")
