@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import errno
 import os
 import signal
 import sys
@@ -42,33 +43,100 @@ def message_record(msg: ReceivedMessage) -> dict:
     }
 
 
+class OutputError(ValueError):
+    """The --out file cannot be opened for writing; the text says why and what to do (exit 2)."""
+
+
+def _shown(path) -> str:
+    """A file name that is not UTF-8 as the bytes typed (\\xff), not as surrogate escapes."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _output_sentence(path: str, exc: OSError) -> str:
+    p = Path(path).expanduser()
+    path = _shown(path)
+    if isinstance(exc, IsADirectoryError) or p.is_dir():
+        return f"--out {path} is a folder; give a file name, e.g. --out {_shown(p / 'capture.jsonl')}."
+    if isinstance(exc, NotADirectoryError):
+        blocker = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
+        if blocker is not None:
+            return f"--out {path} lies under {_shown(blocker)}, which is a file, not a folder; choose another --out."
+    if isinstance(exc, FileNotFoundError) and not p.parent.exists():
+        return f"The folder {_shown(p.parent)} does not exist; create it first or choose another --out."
+    if isinstance(exc, PermissionError):
+        return f"You may not write to {path} (permission denied); choose another --out."
+    if exc.errno == errno.EROFS:
+        return f"{path} is on a read-only file system; choose another --out."
+    return f"--out {path} cannot be opened for writing ({exc.strerror or exc}); choose another --out."
+
+
+def open_output(path: str):
+    """The binary file capture appends to ('-': standard output); OutputError with a sentence if it cannot be."""
+    if path == "-":
+        if sys.stdout is None:
+            raise OutputError("There is no standard output to write to; give a file with --out FILE.jsonl.")
+        return sys.stdout.buffer
+    try:
+        return open(Path(path).expanduser(), "ab")  # noqa: SIM115
+    except OSError as exc:
+        raise OutputError(_output_sentence(path, exc)) from None
+
+
 class JsonlWriter:
     """Collects lines from the receive path and writes them in batches, flushing regularly."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._file = sys.stdout.buffer if path == "-" else open(Path(path).expanduser(), "ab")  # noqa: SIM115
+        self._file = open_output(path)
         self._pending: list[bytes] = []
         self.lines = 0
+        self.error: OSError | None = None  # the first write that failed; nothing is kept after it
 
     def add(self, record: dict) -> None:
-        self._pending.append(orjson.dumps(record, default=_json_default) + b"\n")
+        if self.error is None:  # once writing failed, lines would only pile up in memory
+            self._pending.append(orjson.dumps(record, default=_json_default) + b"\n")
 
     def flush(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self._file.write(b"".join(pending))
-            self.lines += len(pending)
-        self._file.flush()
+        """Writes what is pending; an OSError (disk full, closed pipe) is kept in .error and re-raised."""
+        if self.error is not None:
+            raise self.error
+        try:
+            if self._pending:
+                pending, self._pending = self._pending, []
+                self._file.write(b"".join(pending))
+                self.lines += len(pending)
+            self._file.flush()
+        except OSError as exc:
+            self.error = exc
+            self._pending = []
+            raise
 
     def close(self) -> None:
-        self.flush()
-        if self._file is not sys.stdout.buffer:
-            try:
-                os.fsync(self._file.fileno())
-            except OSError:
-                pass
+        try:
+            self.flush()
+        except OSError:
+            pass  # already in .error; run_capture reports it
+        if self._file is sys.stdout.buffer:
+            if self.error is not None:
+                _discard_stdout()  # else Python's exit tries to flush the dead pipe and prints a traceback
+            return
+        try:
+            os.fsync(self._file.fileno())
+        except OSError:
+            pass
+        try:
             self._file.close()
+        except OSError:
+            pass  # the data it could not write is in .error already
+
+
+def _discard_stdout() -> None:
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
 
 
 def _say(text: str) -> None:
@@ -111,7 +179,13 @@ async def run_capture(config: ConnectionConfig, out: str, platform=None, credent
     async def flusher() -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
-            writer.flush()
+            try:
+                writer.flush()
+            except OSError as exc:
+                where = "standard output" if out == "-" else out
+                failed.append(f"Cannot write to {where} ({exc.strerror or exc}); stopped capturing.")
+                stop.set()
+                return
 
     session = MqttSession(config, on_message=on_message, on_state=on_state, credentials=credentials)
     _say(f"Connecting to {config.describe()} …")
@@ -123,6 +197,9 @@ async def run_capture(config: ConnectionConfig, out: str, platform=None, credent
         await session.stop()
         flush_task.cancel()
         writer.close()
+    if writer.error is not None and not failed:
+        where = "standard output" if out == "-" else out
+        failed.append(f"Cannot write to {where} ({writer.error.strerror or writer.error}); stopped capturing.")
     if failed:
         _say(failed[0])
         return 1

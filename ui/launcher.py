@@ -22,7 +22,17 @@ def main(argv: list[str] | None = None) -> int:
         return cli_main(argv)
     from ui.application import run
 
-    return run(argv)
+    try:
+        # The window's options (--smoke-test, --url, --topic, --insecure …) go through
+        # app.cli.connection_from_args: arguments that are not text and a password inside --url
+        # are refused there, and a connection that does not verify the broker prints its warning.
+        return run(argv)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a failure while starting: one sentence, the traceback in the log file
+        from app.cli import report_internal_error
+
+        return report_internal_error("uplink-console", exc)
 
 
 if __name__ == "__main__":
