@@ -13,6 +13,7 @@ from app.devbroker import Mosquitto, generate_pki
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # History files and settings of this run go to a temporary folder, never the user's.
 os.environ["UPLINK_CONSOLE_DATA_DIR"] = tempfile.mkdtemp(prefix="uplink-tests-data-")
+os.environ["UPLINK_CONSOLE_LOG_DIR"] = tempfile.mkdtemp(prefix="uplink-tests-log-")
 
 
 @pytest.fixture(scope="session")
