@@ -49,8 +49,11 @@ class EngineGone(RuntimeError):
 
 def engine_main(conn) -> None:
     """Entry point of the engine process."""
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("mqtt").setLevel(logging.CRITICAL)
+    # The engine's tracebacks and library lines go to the log file, like the window's: the
+    # window shows sentences (notices, states), never a traceback on the terminal.
+    from app import logfile
+
+    logfile.install(verbose=bool(os.environ.get("UPLINK_CONSOLE_DEBUG")))
     if hasattr(os, "nice"):
         # When both cores are busy the window's repaints come first: a frozen window is worse
         # than a batch arriving a few milliseconds later (the engine has headroom, see bench).
