@@ -13,6 +13,8 @@ import contextlib
 import enum
 import logging
 import random
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ import paho.mqtt.client as paho
 from aiomqtt.exceptions import MqttCodeError, MqttConnectError, MqttError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from app.mqtt.config import (
@@ -34,11 +37,17 @@ from app.mqtt.config import (
     validate_topic_name,
 )
 from app.mqtt.errors import (
+    KEEPALIVE_TIMEOUT,
     SessionError,
     connack_error,
     describe_exception,
     disconnect_reason,
+    handshake_failure,
     is_protocol_version_refusal,
+    library_error,
+    publish_refusal,
+    reason_value,
+    subscribe_refusal,
 )
 
 log = logging.getLogger(__name__)
@@ -143,25 +152,84 @@ def _take_qos0_publishes(data: bytes, pos: int, deliver: Callable[[str, bytes, b
     return pos
 
 
+class _LibraryLog(logging.LoggerAdapter):
+    """What paho and aiomqtt log, all at DEBUG to "app.mqtt.session.library": the session words every
+    failure as a sentence itself, so their raw lines ("failed to receive on socket: [Errno 104] …") must
+    not reach a console at ERROR. The application's logging configuration decides where they go."""
+
+    def log(self, level, msg, *args, **kwargs) -> None:  # noqa: ARG002 - every level becomes DEBUG
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug(msg, *args, **kwargs)
+
+
+_LIBRARY_LOG = _LibraryLog(logging.getLogger(__name__ + ".library"), {})
+
+
+class _NoConnack(Exception):  # noqa: N818 - the MQTT handshake ended without a CONNACK
+    def __init__(self, rc=None, *, from_broker: bool = False, waited: float | None = None, cause=None) -> None:
+        super().__init__("no CONNACK")
+        self.rc = rc  # paho's reason when the connection was closed; None: nothing came in time
+        self.from_broker = from_broker  # the broker sent a DISCONNECT packet
+        self.waited = waited  # seconds since CONNECT was sent
+        self.cause = cause  # the socket error, if one was seen
+
+
+class _RecordingContext:
+    """An SSLContext that notes every socket it wraps: the attempt must be able to close it even
+    when the TLS handshake in the connect thread fails or is interrupted."""
+
+    __slots__ = ("_context", "_record")
+
+    def __init__(self, context, record: Callable[[object], None]) -> None:
+        object.__setattr__(self, "_context", context)
+        object.__setattr__(self, "_record", record)
+
+    def wrap_socket(self, *args, **kwargs):
+        sock = self._context.wrap_socket(*args, **kwargs)
+        self._record(sock)
+        return sock
+
+    def __getattr__(self, name: str):
+        return getattr(self._context, name)
+
+    def __setattr__(self, name: str, value) -> None:  # paho's tls_insecure_set sets check_hostname
+        setattr(self._context, name, value)
+
+
 class _Client(aiomqtt.Client):
-    """aiomqtt.Client with three changes, each for a measured reason:
+    """aiomqtt.Client with these changes:
 
     - messages go to `sink` directly from paho's callback (no Message copy, queue or task);
     - one readable event drains up to _READ_BURST packets, not one: under load that saves an
-      event-loop iteration (a select() call, or a Qt event on qasync) per message;
-    - the original exception of a failed connect() is kept, so the user gets a sentence about
-      the certificate, DNS or port rather than aiomqtt's flattened string.
+      event-loop iteration (a select() call, or a Qt event on qasync) per message (measured);
+    - open() replaces `async with`: the TCP connection is made on the event loop (so stop() and
+      timeouts end it at once), and a failed or abandoned attempt closes its socket, reader, writer
+      and ping task right away instead of leaving them to paho's keepalive (a minute);
+    - a failed handshake is reported with what is known (paho's reason, the socket error, the time
+      waited), so the user gets a sentence about the certificate, DNS or port, not aiomqtt's string;
+    - no future is left holding an exception nobody awaits, and nothing is logged above DEBUG.
     """
 
     def __init__(self, *args, sink: Callable[[paho.MQTTMessage], None], **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, logger=_LIBRARY_LOG, **kwargs)
         self._sink = sink
-        self.connect_exception: BaseException | None = None
-        self.handshake_failed_rc = None
+        self._loop_thread = threading.get_ident()
+        self._closed = False  # the attempt is over: callbacks from paho are ignored from now on
+        self._sockets: list = []  # every socket object of this attempt, to close them all
+        self._tcp: socket.socket | None = None  # connected on the loop, handed to paho once
+        self._thread: asyncio.Future | None = None  # paho's connect(), in the default executor
+        self._connect_sent_at: float | None = None
+        self._publish_refusals: dict[int, object] = {}
         self.handshake_socket_error: BaseException | None = None
+        self.socket_error: BaseException | None = None  # once connected
+        self.disconnect_from_broker = False  # the connection ended with the broker's DISCONNECT
+        self.silent_for: float | None = None  # seconds without an answer when the keepalive gave up
+        paho_client = self._client
+        paho_client._create_socket_connection = self._take_tcp  # noqa: SLF001
+        if paho_client._ssl_context is not None:  # noqa: SLF001
+            paho_client._ssl_context = _RecordingContext(paho_client._ssl_context, self._sockets.append)  # noqa: SLF001
         # paho swallows socket errors during the handshake (e.g. the TLS alert of a broker that
         # wants a client certificate arrives on the first read): note them until connected.
-        paho_client = self._client
         plain_recv = paho_client._sock_recv  # noqa: SLF001
 
         def recv_noting_errors(bufsize: int) -> bytes:
@@ -175,6 +243,122 @@ class _Client(aiomqtt.Client):
 
         paho_client._sock_recv = recv_noting_errors  # noqa: SLF001
 
+    # ----- connecting
+    async def open(self) -> None:
+        """Connects and waits for the CONNACK. Raises the socket, TLS or websocket error, an
+        MqttConnectError for a refusal, or _NoConnack; whatever happens, including cancellation,
+        a failed attempt leaves no socket, reader, writer or task behind."""
+        loop = self._loop
+        try:
+            await self._open_tcp()
+            # TLS and websocket handshakes and the CONNECT packet: paho's blocking code, in a thread.
+            thread = self._thread = loop.run_in_executor(None, self._client_connect)
+            thread.add_done_callback(self._after_thread)
+            try:
+                await asyncio.shield(thread)
+            except asyncio.CancelledError:
+                if not thread.done():
+                    # Wake the thread (its blocking reads fail at once) and let it end, so the
+                    # sockets are closed when stop() returns.
+                    self._abort()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait([thread], timeout=self.timeout)
+                raise
+            self._connect_sent_at = time.monotonic()
+            try:
+                await asyncio.wait_for(self._connected, self.timeout)
+            except TimeoutError:
+                raise _NoConnack(waited=self.timeout) from None
+        except BaseException:
+            self._abort()
+            raise
+
+    async def _open_tcp(self) -> None:
+        loop = self._loop
+        infos = await loop.getaddrinfo(self._hostname, self._port, type=socket.SOCK_STREAM)
+        first_error: OSError | None = None
+        for family, kind, proto, _name, address in infos:
+            sock = socket.socket(family, kind, proto)
+            self._sockets.append(sock)
+            try:
+                sock.setblocking(False)
+                async with asyncio.timeout(self.timeout):
+                    await loop.sock_connect(sock, address)
+            except OSError as exc:  # TimeoutError included
+                self._close_socket(sock)
+                first_error = first_error or exc
+                continue
+            sock.settimeout(self.timeout)  # paho's TLS and websocket handshakes block up to this
+            self._tcp = sock
+            return
+        raise first_error or OSError(f"no address found for {self._hostname}")
+
+    def _take_tcp(self) -> socket.socket:
+        """paho's _create_socket_connection (in the connect thread): the socket connected on the loop."""
+        sock, self._tcp = self._tcp, None
+        if sock is None or self._closed:
+            raise ConnectionAbortedError("the connection attempt was given up")
+        return sock
+
+    def _interrupt(self) -> None:
+        """Makes blocking reads and writes on this attempt's sockets fail, from any thread."""
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def _after_thread(self, thread: asyncio.Future) -> None:
+        if not thread.cancelled():
+            thread.exception()  # retrieved here too: nobody may await it any more
+        if self._closed:  # given up while the thread ran: finish the cleanup
+            self._abort()
+
+    def _close_socket(self, sock) -> None:
+        fd = sock.fileno()
+        if fd >= 0:
+            self._loop.remove_reader(fd)
+            self._loop.remove_writer(fd)
+        sock.close()
+
+    def _abort(self) -> None:
+        """Ends the attempt or connection now: closes its sockets, stops its reader, writer and
+        ping task, and marks its futures' exceptions as retrieved. Idempotent; on the loop."""
+        self._closed = True
+        thread = self._thread
+        if thread is not None and not thread.done():
+            # paho's connect() still uses the sockets in its thread: make its reads and writes
+            # fail now; _after_thread() closes everything once it has returned.
+            self._interrupt()
+            return
+        paho_client = self._client
+        with contextlib.suppress(Exception):
+            paho_client._sock_close()  # noqa: SLF001 - removes the reader and writer first
+        for sock in self._sockets:
+            with contextlib.suppress(Exception):
+                self._close_socket(sock)
+        self._sockets.clear()
+        self._tcp = None
+        misc = self._misc_task
+        if misc is not None and not misc.done():
+            misc.cancel()
+        for future in (self._connected, self._disconnected):
+            if future.done() and not future.cancelled():
+                future.exception()
+
+    async def close(self, goodbye_timeout: float = 2.0) -> None:
+        """Says goodbye (DISCONNECT) if the connection is still up, then ends it as _abort()."""
+        try:
+            paho_client = self._client
+            up = not self._closed and paho_client._sock is not None and not self._disconnected.done()  # noqa: SLF001
+            if up and paho_client.disconnect() == paho.MQTT_ERR_SUCCESS:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._disconnected, goodbye_timeout)
+        finally:
+            self._abort()
+        misc = self._misc_task
+        if misc is not None and not misc.done():
+            await asyncio.wait([misc], timeout=1)  # its cancellation takes one loop iteration
+
+    # ----- connected
     def handshake_done(self, fast_publish: Callable[[str, bytes, bool], None] | None = None) -> None:
         """Switches the receive path to its fast form once connected.
 
@@ -197,7 +381,13 @@ class _Client(aiomqtt.Client):
             while True:
                 if pos >= len(data):
                     buffer[0], buffer[1] = b"", 0  # all consumed (also if recv raises below)
-                    data = plain_recv(65536)  # BlockingIOError when nothing is waiting; b"" on close
+                    try:
+                        data = plain_recv(65536)  # BlockingIOError when nothing is waiting; b"" on close
+                    except BlockingIOError:
+                        raise
+                    except OSError as exc:  # paho turns it into "connection lost": keep the reason
+                        self.socket_error = exc
+                        raise
                     if not data:
                         return data
                     pos = 0
@@ -227,24 +417,70 @@ class _Client(aiomqtt.Client):
         buffer = getattr(self, "_buffer", None)
         return buffer is not None and buffer[1] < len(buffer[0])
 
-    def _client_connect(self) -> None:
+    async def publish(self, topic, payload=None, qos=0, retain=False, properties=None, *, timeout=None) -> None:
+        """aiomqtt's publish, plus the broker's refusal of a QoS 1/2 message (MQTT 5 PUBACK/PUBREC)."""
+        info = self._client.publish(topic, payload, qos, retain, properties)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise MqttCodeError(info.rc, "Could not publish message")
         try:
-            super()._client_connect()
-        except BaseException as exc:
-            self.connect_exception = exc
-            raise
+            if not info.is_published():
+                confirmation = asyncio.Event()
+                with self._pending_call(info.mid, confirmation, self._pending_publishes):
+                    await self._wait_for(confirmation.wait(), timeout=timeout)
+        finally:
+            refusal = self._publish_refusals.pop(info.mid, None)
+        if refusal is not None:
+            raise MqttCodeError(refusal, "Publish refused")
 
+    # ----- paho's callbacks
     def _on_message(self, client, userdata, message) -> None:  # noqa: ARG002
         self._sink(message)
 
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if not self._closed:
+            super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if reason_code is not None and reason_code.value >= 0x80:
+            self._publish_refusals[mid] = reason_code
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if threading.get_ident() != self._loop_thread:  # e.g. sending CONNECT failed in the connect thread
+            self._loop.call_soon_threadsafe(self._on_disconnect, client, userdata, flags, reason_code, properties)
+            return
+        if self._closed:
+            return
+        from_broker = bool(flags.is_disconnect_packet_from_server)
         if not self._connected.done():
             # Dropped during the MQTT handshake (e.g. a 3.1-only broker refusing 3.1.1, where
             # paho closes the socket instead of reporting the CONNACK): fail now, not at timeout.
-            self.handshake_failed_rc = reason_code
-            self._connected.set_exception(MqttCodeError(reason_code, "Disconnected during handshake"))
+            sent = self._connect_sent_at
+            waited = time.monotonic() - sent if sent is not None else None
+            cause = self.handshake_socket_error
+            self._connected.set_exception(_NoConnack(reason_code, from_broker=from_broker, waited=waited, cause=cause))
             return
+        self.disconnect_from_broker = from_broker
+        if not from_broker and reason_code.value == KEEPALIVE_TIMEOUT:
+            # paho gave up waiting for the broker: for how long since the unanswered ping?
+            ping_t = client._ping_t  # noqa: SLF001
+            self.silent_for = time.monotonic() - ping_t if ping_t > 0 else float(client.keepalive)
         super()._on_disconnect(client, userdata, flags, reason_code, properties)
+
+    def _fail(self, exc: BaseException) -> None:
+        """A reader or writer callback raised: the attempt or connection has failed."""
+        if self._closed:
+            return
+        if not self._connected.done():
+            self._connected.set_exception(_NoConnack(cause=exc))
+        elif not self._disconnected.done():
+            self._disconnected.set_exception(exc)
+
+    def _in_loop(self, callback: Callable[[], None]) -> None:
+        if threading.get_ident() == self._loop_thread:
+            callback()
+        else:
+            self._loop.call_soon_threadsafe(callback)
 
     def _on_socket_open(self, client, userdata, sock) -> None:  # noqa: ARG002
         loop = self._loop
@@ -267,14 +503,49 @@ class _Client(aiomqtt.Client):
                     # wake us for them, so come back after the loop's other work.
                     loop.call_soon(on_readable)
             except Exception as exc:  # noqa: BLE001 - a broken socket: report it as a disconnect
-                if not self._disconnected.done():
-                    self._disconnected.set_exception(exc)
+                self._fail(exc)
 
-        def create_misc_task() -> None:
+        def start() -> None:
+            # Called from the connect thread: by now the attempt may be over, the socket closed.
+            if self._closed or client._sock is not sock:  # noqa: SLF001
+                return
+            loop.add_reader(sock.fileno(), on_readable)
             self._misc_task = loop.create_task(self._misc_loop())
 
-        loop.call_soon_threadsafe(loop.add_reader, sock.fileno(), on_readable)
-        loop.call_soon_threadsafe(create_misc_task)
+        loop.call_soon_threadsafe(start)
+
+    def _on_socket_close(self, client, userdata, sock) -> None:  # noqa: ARG002
+        fd = sock.fileno()
+        misc = self._misc_task
+
+        def stop() -> None:
+            if fd >= 0:
+                self._loop.remove_reader(fd)
+            if misc is not None and not misc.done():
+                misc.cancel()
+
+        self._in_loop(stop)
+
+    def _on_socket_register_write(self, client, userdata, sock) -> None:  # noqa: ARG002
+        loop = self._loop
+
+        def on_writable() -> None:
+            try:
+                client.loop_write()
+            except Exception as exc:  # noqa: BLE001 - a broken socket: report it as a disconnect
+                self._fail(exc)
+
+        def register() -> None:
+            # In order with unregistering (both on the loop), and only if paho still wants it.
+            if not self._closed and client._sock is sock and client._registered_write:  # noqa: SLF001
+                loop.add_writer(sock.fileno(), on_writable)
+
+        self._in_loop(register)
+
+    def _on_socket_unregister_write(self, client, userdata, sock) -> None:  # noqa: ARG002
+        fd = sock.fileno()
+        if fd >= 0:
+            self._in_loop(lambda: self._loop.remove_writer(fd))
 
 
 class MqttSession:
@@ -307,6 +578,7 @@ class MqttSession:
         self._state = StateChange(SessionState.DISCONNECTED)
         self._connected_event = asyncio.Event()
         self._version_in_use: MqttVersion | None = None
+        self._ever_connected = False
         self.messages_received = 0
 
     # ----- observation
@@ -479,7 +751,7 @@ class MqttSession:
                 except _Connected as lost:
                     error = lost.error
                     attempt, delay = 0, cfg.reconnect_interval
-                    ever_connected = True
+                    ever_connected = self._ever_connected = True
                     break
                 except _FallBack:
                     continue  # try the next MQTT version right away
@@ -506,17 +778,24 @@ class MqttSession:
         except (ValueError, OSError) as exc:  # e.g. a credentials provider that cannot mint a token
             raise SessionError(str(exc), fatal=True) from None
         try:
-            await client.__aenter__()
+            await client.open()  # on failure it has closed everything of the attempt
         except MqttConnectError as exc:
             if self._may_fall_back(version) and is_protocol_version_refusal(exc.rc):
                 raise _FallBack from None
             raise connack_error(exc.rc, cfg) from None
-        except MqttError as exc:
-            if client.handshake_failed_rc is not None and self._may_fall_back(version):
+        except _NoConnack as exc:
+            dropped = exc.rc is not None and reason_value(exc.rc) != KEEPALIVE_TIMEOUT
+            if dropped and self._may_fall_back(version):
                 raise _FallBack from None
-            cause = client.connect_exception or client.handshake_socket_error or exc
-            raise describe_exception(cause, cfg) from None
-        except OSError as exc:
+            raise handshake_failure(
+                cfg,
+                rc=exc.rc,
+                from_broker=exc.from_broker,
+                waited=exc.waited,
+                cause=exc.cause,
+                ever_connected=self._ever_connected,
+            ) from None
+        except (OSError, ValueError) as exc:  # socket, DNS, TLS and websocket errors
             raise describe_exception(exc, cfg) from None
         client.handshake_done(None if version == MqttVersion.V5 else self._deliver_fast)
 
@@ -531,21 +810,29 @@ class MqttSession:
                     await self._subscribe_on(client, sub)
                 except SessionError as exc:
                     refused.append(exc.message)
-            self._set_state(SessionState.CONNECTED, mqtt_version=str(version), error=" ".join(refused) or None)
+                if client._disconnected.done():  # noqa: SLF001
+                    break
+            if not client._disconnected.done():  # noqa: SLF001
+                self._set_state(SessionState.CONNECTED, mqtt_version=str(version), error=" ".join(refused) or None)
             try:
                 # shield: cancelling stop() must not cancel aiomqtt's own future, so the finally
                 # below can still say goodbye to the broker.
                 await asyncio.shield(client._disconnected)  # noqa: SLF001
             except Exception as exc:  # noqa: BLE001
-                raise _Connected(SessionError(disconnect_reason(exc, cfg))) from None
-            raise _Connected(SessionError(disconnect_reason(None, cfg)))
-        except MqttError as exc:
-            raise _Connected(SessionError(disconnect_reason(exc, cfg))) from None
+                raise _Connected(SessionError(self._lost(client, exc))) from None
+            raise _Connected(SessionError(self._lost(client, None)))
         finally:
             self._client = None
-            if not client._disconnected.done():  # noqa: SLF001 - stopping: say goodbye to the broker
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.__aexit__(None, None, None), 2)
+            await client.close()  # says goodbye if still connected (stop()); closes the socket
+
+    def _lost(self, client: _Client, exc: BaseException | None) -> str:
+        return disconnect_reason(
+            exc,
+            self.config,
+            from_broker=client.disconnect_from_broker,
+            silent_for=client.silent_for,
+            socket_error=client.socket_error,
+        )
 
     def _may_fall_back(self, version: MqttVersion) -> bool:
         versions = self._versions()
@@ -565,31 +852,44 @@ class MqttSession:
         return await self._subscribe_on(client, sub)
 
     async def _subscribe_on(self, client: _Client, sub: Subscription) -> int:
-        if self.is_v5:
-            props = None
-            if sub.user_properties:
-                props = Properties(PacketTypes.SUBSCRIBE)
-                props.UserProperty = list(sub.user_properties)
-            result = await client.subscribe(
-                sub.topic, options=SubscribeOptions(qos=sub.qos, noLocal=sub.no_local), properties=props
-            )
-        else:
-            result = await client.subscribe(sub.topic, sub.qos)
+        try:
+            if self.is_v5:
+                props = None
+                if sub.user_properties:
+                    props = Properties(PacketTypes.SUBSCRIBE)
+                    props.UserProperty = list(sub.user_properties)
+                result = await client.subscribe(
+                    sub.topic, options=SubscribeOptions(qos=sub.qos, noLocal=sub.no_local), properties=props
+                )
+            else:
+                result = await client.subscribe(sub.topic, sub.qos)
+        except MqttCodeError as exc:
+            raise library_error(f"Subscribing to {sub.topic!r}", exc.rc) from None
+        except MqttError:  # no SUBACK within the timeout
+            raise SessionError(
+                f"The broker did not confirm the subscription to {sub.topic!r} within {client.timeout:g} seconds; "
+                "it is kept and made again on the next connection."
+            ) from None
         code = result[0]
-        value = code.value if hasattr(code, "value") else int(code)
+        value = reason_value(code)
         if value >= 0x80:
             self._subscriptions.pop(sub.topic, None)
-            raise SessionError(
-                f"The broker refused the subscription to {sub.topic!r} ({code}). "
-                "Check the topic and this client's rights."
-            )
+            raise subscribe_refusal(sub.topic, code)
         return value
 
     async def unsubscribe(self, topic: str) -> None:
         self._subscriptions.pop(topic, None)
         client = self._client
         if client is not None:
-            await client.unsubscribe(topic)
+            try:
+                await client.unsubscribe(topic)
+            except MqttCodeError as exc:
+                raise library_error(f"Unsubscribing from {topic!r}", exc.rc) from None
+            except MqttError:  # no UNSUBACK within the timeout
+                raise SessionError(
+                    f"The broker did not confirm the end of the subscription to {topic!r} within "
+                    f"{client.timeout:g} seconds; it is not made again on the next connection."
+                ) from None
 
     # ----- publishing
     async def publish(
@@ -633,8 +933,24 @@ class MqttSession:
                 props.CorrelationData = correlation_data
         try:
             await client.publish(topic, payload, qos=qos, retain=retain, properties=props)
-        except MqttError as exc:
-            raise SessionError(f"Publishing to {topic!r} failed: {exc}.") from None
+        except MqttCodeError as exc:
+            if isinstance(exc.rc, ReasonCode):
+                raise publish_refusal(topic, exc.rc) from None
+            raise library_error(f"Publishing to {topic!r}", exc.rc) from None
+        except MqttError:  # no PUBACK/PUBCOMP within the timeout
+            raise SessionError(
+                f"The broker did not confirm the message to {topic!r} within {client.timeout:g} seconds; "
+                "it may not have arrived. Check the connection and publish again if needed."
+            ) from None
+        except ValueError as exc:  # paho: a payload above MQTT's 256 MB, a topic it cannot encode
+            if "large" in str(exc):
+                raise SessionError(
+                    f"The message to {topic!r} is larger than MQTT allows (256 MB); send a smaller payload."
+                ) from None
+            raise SessionError(
+                f"The topic {topic!r} cannot be sent over MQTT (it may be longer than 65,535 bytes); "
+                "use a shorter topic."
+            ) from None
 
 
 class _Connected(Exception):  # noqa: N818 - control flow: a connection that was up has ended
