@@ -164,7 +164,8 @@ async def run_capture(config: ConnectionConfig, out: str, platform=None, credent
             topics = ", ".join(s.topic for s in config.subscriptions)
             _say(f"Connected to {config.describe()} (MQTT {change.mqtt_version}); subscribed to {topics}.")
         elif change.state == SessionState.RECONNECTING and change.retry_in is not None:
-            _say(f"{change.error} Retrying in {change.retry_in:.0f} s.")
+            what = (change.error or "The connection was lost.").removesuffix("Reconnecting…").rstrip()
+            _say(f"{what} Reconnecting in {change.retry_in:.0f} s.")
         elif change.state == SessionState.FAILED:
             failed.append(change.error or "The connection failed.")
             stop.set()

@@ -331,7 +331,7 @@ def disconnect_reason(
         if value == (paho.MQTT_ERR_PROTOCOL if client_side else 0x82):
             return (
                 f"The broker at {config.describe()} sent data that breaks the MQTT protocol, so the connection "
-                "was closed. Reconnecting…; if this repeats, try another MQTT version."
+                "was closed; if this repeats, try another MQTT version. Reconnecting…"
             )
         if client_side and value in _PAHO and value != paho.MQTT_ERR_CONN_LOST:
             what, todo = _PAHO[value]
