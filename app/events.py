@@ -55,10 +55,19 @@ class Event:
         return {name: getattr(self, name) for name in EVENT_KEYS}
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS, default=_json_default)
 
 
 EVENT_KEYS = tuple(Event.__dataclass_fields__)
+
+
+def _json_default(value):
+    """A number beyond a float that a parser kept (app.platforms.base.OutOfRange, a float subclass
+    orjson does not write) as the text it came as; anything else stays a TypeError."""
+    text = getattr(value, "text", None)
+    if isinstance(value, float) and isinstance(text, str):
+        return text
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
 def utc_now_iso() -> str:

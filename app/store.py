@@ -8,6 +8,10 @@ decoded object as JSON; missing = b""). Every row has an absolute position (`bas
 that survives trimming, so indexes and selections stay valid while the oldest rows go.
 
 Filters run column-wide in C (map/compress over arrays) rather than a Python call per row.
+
+Nothing a message holds can break the columns: columns_from_rows turns a row with a value the
+table cannot hold into an error row (in the caller's list, so the history stores the same), and
+append_columns takes a batch whole or not at all.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import bisect
 import math
 import operator
 import re
+import time
 from array import array
 from dataclasses import dataclass
 from itertools import compress, count, repeat
@@ -54,63 +59,231 @@ BYTES_COLS = ("payload", "decoded")
 INTERNED = ("platform", "kind", "application_id", "device_id", "dev_eui", "dev_addr", "gateway_id", "topic")
 
 
+_N_FIELDS = len(ROW_FIELDS)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_NONE_TYPE = type(None)
+_STR_TYPES = frozenset((str, _NONE_TYPE))
+_BYTES_TYPES = frozenset((bytes, _NONE_TYPE))
+_IDENTITY = ("application_id", "device_id", "dev_eui", "dev_addr")  # kept in an error row when text
+
+
 def event_row(event, ts: float, row_id: int | None = None) -> tuple:
-    """A normalized Event as a row tuple (ROW_FIELDS order, None for missing)."""
-    payload = None
-    if event.payload_hex:
-        try:
-            payload = bytes.fromhex(event.payload_hex)
-        except ValueError:
-            payload = None
-    decoded = None
-    if event.decoded is not None:
-        try:
-            # orjson's bytes keep a 4 KiB allocation whatever their length; a row lives for hours,
-            # so copy to the exact size (measured: 4.1 KB -> 77 bytes a row).
-            decoded = bytes(memoryview(orjson.dumps(event.decoded)))
-        except TypeError:
-            decoded = None
-    return (
-        row_id,
-        ts,
-        event.platform,
-        event.kind,
-        event.application_id,
-        event.device_id,
-        event.dev_eui,
-        event.dev_addr,
-        event.f_port,
-        event.f_cnt,
-        payload,
-        decoded,
-        event.rssi,
-        event.snr,
-        event.gateway_id,
-        event.gateways,
-        event.spreading_factor,
-        event.bandwidth_hz,
-        event.frequency_hz,
-        event.error,
-        event.topic,
-    )
+    """A normalized Event as a row tuple (ROW_FIELDS order, None for missing). Never raises:
+    a decoded object that cannot be written as JSON (a number beyond a float, a key that is not
+    text, nesting beyond orjson's 254 levels) makes the row an error row that says so, and an
+    event that is not an Event at all one that says that. Values of the wrong type are left to
+    columns_from_rows, which checks every row anyway."""
+    try:
+        payload = None
+        payload_hex = event.payload_hex
+        if payload_hex:
+            try:
+                payload = bytes.fromhex(payload_hex)
+            except (ValueError, TypeError):
+                payload = None
+        decoded = None
+        if event.decoded is not None:
+            try:
+                # orjson's bytes keep a 4 KiB allocation whatever their length; a row lives for hours,
+                # so copy to the exact size (measured: 4.1 KB -> 77 bytes a row).
+                decoded = bytes(memoryview(orjson.dumps(event.decoded)))
+            except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+                return _event_error_row(event, ts, row_id, _undumpable_text(event.decoded, exc))
+        return (
+            row_id,
+            ts,
+            event.platform,
+            event.kind,
+            event.application_id,
+            event.device_id,
+            event.dev_eui,
+            event.dev_addr,
+            event.f_port,
+            event.f_cnt,
+            payload,
+            decoded,
+            event.rssi,
+            event.snr,
+            event.gateway_id,
+            event.gateways,
+            event.spreading_factor,
+            event.bandwidth_hz,
+            event.frequency_hz,
+            event.error,
+            event.topic,
+        )
+    except Exception as exc:
+        return _event_error_row(event, ts, row_id, f"The parser gave no readable event ({type(exc).__name__}).")
+
+
+def _undumpable_text(decoded, exc: Exception) -> str:
+    from app.platforms.base import first_out_of_range  # the parsers' marker for 1e400
+
+    marker = first_out_of_range(decoded)
+    if marker is not None:
+        return f"The decoded object cannot be stored: {marker.sentence()}"
+    reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+    return f"The decoded object cannot be stored as JSON ({reason})."
+
+
+def _event_error_row(event, ts, row_id, text: str) -> tuple:
+    values = dict.fromkeys(ROW_FIELDS)
+    for name in ("platform", *_IDENTITY, "topic"):
+        value = getattr(event, name, None)
+        values[name] = value if type(value) is str else None
+    values.update(id=row_id, ts=ts, kind="error", error=text)
+    return tuple(values[name] for name in ROW_FIELDS)
+
+
+class _Unfit(Exception):
+    """A batch with a value the columns cannot hold: columns_from_rows repairs it row by row."""
 
 
 def columns_from_rows(rows: list[tuple]) -> dict:
-    """Rows (tuples in ROW_FIELDS order, None for missing) -> normalized columns + device keys.
+    """Rows (tuples in ROW_FIELDS order, None for missing) -> normalized columns + device keys,
+    ready for EventStore.append_columns: numbers as array('q')/array('d') (one buffer each across
+    the process pipe, a memcpy into the store), text and bytes as lists.
 
-    Runs in the engine process, so the GUI process only extends arrays.
-    """
+    Runs in the engine process, so the GUI process only extends arrays. Never produces what
+    append_columns cannot take: a row with a value the table cannot hold (an integer beyond 64
+    bits or equal to NONE_INT, a number that is not finite, text that is not str or not valid
+    Unicode, bytes that are not bytes, the wrong number of fields) is replaced IN PLACE in
+    `rows` by an error row (same id, ts, platform and topic, kind "error", a sentence naming the
+    field), so the caller's history writer, given the same list, stores what the table shows.
+
+    The happy path checks column-wide in C (array.fromlist, set, fsum) and scans row by row only
+    when one of those fails (benchmarks/parse_fast.py measures a 4,000-row batch)."""
     if not rows:
         return {}
-    cols = dict(zip(ROW_FIELDS, (list(c) for c in zip(*rows, strict=True)), strict=True))
+    try:
+        return _columns(rows, checked=False)
+    except Exception:
+        pass
+    if type(rows) is not list:
+        rows = list(rows)
+    for i, row in enumerate(rows):
+        problem = row_problem(row)
+        if problem is not None:
+            rows[i] = _unfit_error_row(row, problem)
+    try:
+        return _columns(rows, checked=True)
+    except Exception:  # row_problem missed something: no row of this batch is trusted
+        for i, row in enumerate(rows):
+            rows[i] = _unfit_error_row(row, "The row could not be stored; the message is kept as this error row.")
+        return _columns(rows, checked=True)
+
+
+def _columns(rows, checked: bool) -> dict:
+    columns = list(zip(*rows, strict=True))
+    if len(columns) != _N_FIELDS:
+        raise _Unfit
+    cols: dict = {}
     for name in INT_COLS:
-        cols[name] = [NONE_INT if v is None else v for v in cols[name]]
+        col = columns[F[name]]
+        if NONE_INT in col:
+            raise _Unfit
+        values = array("q")
+        values.fromlist([NONE_INT if v is None else v for v in col])  # all or nothing: TypeError, OverflowError
+        cols[name] = values
     for name in FLOAT_COLS:
-        cols[name] = [math.nan if v is None else v for v in cols[name]]
+        col = columns[F[name]]
+        values = array("d")
+        values.fromlist([math.nan if v is None else v for v in col])
+        if not checked:
+            # NaN stands for None; a NaN or an infinity sent as a value is refused: fsum is NaN or
+            # infinite then (or raises), and it runs in C over the values that are not None.
+            total = math.fsum(compress(col, map(operator.is_not, col, repeat(None))))
+            if total - total != 0.0:
+                raise _Unfit
+        cols[name] = values
+    for name in STR_COLS:
+        col = columns[F[name]]
+        distinct = set(col)  # interned columns repeat a few values: their types are checked once each
+        if not set(map(type, distinct)) <= _STR_TYPES:
+            raise _Unfit
+        "\n".join(filter(None, distinct)).encode()  # a lone surrogate: the history could not store it
+        cols[name] = list(col)
     for name in BYTES_COLS:
-        cols[name] = [b"" if v is None else v for v in cols[name]]
+        col = columns[F[name]]
+        if not set(map(type, col)) <= _BYTES_TYPES:
+            raise _Unfit
+        cols[name] = [b"" if v is None else v for v in col]
     cols["device_key"] = [e or d for e, d in zip(cols["dev_eui"], cols["device_id"], strict=True)]
-    return cols
+    return {name: cols[name] for name in (*ROW_FIELDS, "device_key")}
+
+
+def row_problem(row) -> str | None:
+    """Why the table cannot hold this row (naming the first field that does not fit), or None."""
+    try:
+        n = len(row)
+    except TypeError:
+        return f"The row is {type(row).__name__}, not a tuple of {_N_FIELDS} fields."
+    if n != _N_FIELDS:
+        return f"The row has {n} fields instead of {_N_FIELDS}."
+    for name, value in zip(ROW_FIELDS, row, strict=True):
+        why = _value_problem(name, value)
+        if why is not None:
+            return f"The {name} value {_shown(value)} cannot be stored ({why}); the message is kept as this error row."
+    return None
+
+
+def _value_problem(name: str, value) -> str | None:
+    if value is None:
+        return None
+    if name in INT_COLS:
+        if not isinstance(value, int):
+            return "not a whole number"
+        if not INT64_MIN <= value <= INT64_MAX:
+            return "beyond the table's 64-bit integers"
+        if value == NONE_INT:
+            return "the one 64-bit value the table keeps to mean missing"
+    elif name in FLOAT_COLS:
+        if not isinstance(value, int | float):
+            return "not a number"
+        try:
+            if not math.isfinite(value):
+                return "not a finite number"
+        except OverflowError:
+            return "beyond the table's 64-bit floating-point numbers"
+    elif name in STR_COLS:
+        if type(value) is not str:
+            return "not text"
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "text with a lone surrogate, not valid Unicode"
+    elif type(value) is not bytes:
+        return "not bytes"
+    return None
+
+
+def _shown(value) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"(a {value.bit_length():,}-bit integer)"
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else f"{text[:60]}…"
+
+
+def _unfit_error_row(row, problem: str) -> tuple:
+    values = dict.fromkeys(ROW_FIELDS)
+    try:
+        given = dict(zip(ROW_FIELDS, row, strict=False))  # a row of the wrong length too
+    except TypeError:
+        given = {}
+    row_id = given.get("id")
+    if _value_problem("id", row_id) is not None:
+        row_id = None
+    ts = given.get("ts")
+    if ts is None or _value_problem("ts", ts) is not None:
+        ts = time.time()
+    values.update(id=row_id, ts=ts, kind="error", error=problem)
+    for name in ("platform", *_IDENTITY, "topic"):
+        value = given.get(name)
+        values[name] = value if _value_problem(name, value) is None else None
+    return tuple(values[name] for name in ROW_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,31 +328,70 @@ class EventStore:
     def append_columns(self, batch: dict, trim: bool = True) -> int:
         """Appends a column batch; returns how many of the oldest rows were trimmed.
 
-        trim=False leaves trimming to an explicit `trim()`, so a Qt model can announce it."""
+        All or nothing: a batch with a column missing or of another length, or a value a column
+        cannot take, raises ValueError with a sentence, and the columns, the device index and
+        total_appended are as they were. trim=False leaves trimming to an explicit `trim()`, so a
+        Qt model can announce it."""
         if not batch:
             return 0
+        try:
+            n = len(batch["ts"])
+            for name in (*ROW_FIELDS, "device_key"):
+                if len(batch[name]) != n:
+                    raise ValueError(f"its {name} column has {len(batch[name]):,} values, not {n:,}")
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"it has no {exc.args[0]} column" if isinstance(exc, KeyError) else str(exc)
+            raise ValueError(f"A batch of rows could not be added to the table: {what}.") from None
         c = self.cols
         setdefault = self._intern.setdefault
         start = self.end
-        for name in INT_COLS:
-            c[name].extend(batch[name])
-        for name in FLOAT_COLS:
-            c[name].extend(batch[name])
-        for name in INTERNED:
-            col = batch[name]
-            c[name].extend(map(setdefault, col, col))
-        c["error"].extend(batch["error"])
-        c["payload"].extend(batch["payload"])
-        c["decoded"].extend(batch["decoded"])
+        size = len(self)
         index = self.device_index
-        for pos, key in zip(count(start), batch["device_key"]):
-            if key is not None:
-                positions = index.get(key)
-                if positions is None:
-                    positions = index[setdefault(key, key)] = array("q")
-                positions.append(pos)
-        self.total_appended += len(batch["ts"])
+        try:
+            for name in INT_COLS:
+                c[name].extend(batch[name])
+            for name in FLOAT_COLS:
+                c[name].extend(batch[name])
+            for name in INTERNED:
+                col = batch[name]
+                c[name].extend(map(setdefault, col, col))
+            c["error"].extend(batch["error"])
+            c["payload"].extend(batch["payload"])
+            c["decoded"].extend(batch["decoded"])
+            for pos, key in zip(count(start), batch["device_key"]):
+                if key is not None:
+                    positions = index.get(key)
+                    if positions is None:
+                        positions = index[setdefault(key, key)] = array("q")
+                    positions.append(pos)
+        except Exception as exc:
+            self._undo_append(size, start, batch["device_key"])
+            detail = " ".join(str(exc).split())[:160]
+            raise ValueError(
+                f"A batch of {n:,} rows could not be added to the table ({type(exc).__name__}: {detail}); "
+                "the table is as it was."
+            ) from exc
+        self.total_appended += n
         return self._trim() if trim else 0
+
+    def _undo_append(self, size: int, start: int, keys) -> None:
+        """Cuts every column back to `size` rows and the device index back to before `start`."""
+        for col in self.cols.values():
+            del col[size:]
+        index = self.device_index
+        try:
+            touched = set(keys)
+        except TypeError:  # unhashable keys: look at every device
+            touched = set(index)
+        for key in touched:
+            positions = index.get(key) if isinstance(key, str) else None
+            if positions is None:
+                continue
+            cut = bisect.bisect_left(positions, start)
+            if cut == 0:
+                del index[key]
+            elif cut < len(positions):
+                del positions[cut:]
 
     def excess(self) -> int:
         """How many of the oldest rows `trim()` would remove now (0 until a whole chunk is over)."""

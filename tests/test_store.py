@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import random
+from array import array
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.store import ROW_FIELDS, EventStore, Filter, columns_from_rows
+from app.store import FLOAT_COLS, INT_COLS, NONE_INT, ROW_FIELDS, EventStore, Filter, columns_from_rows, row_problem
 
 DEVICES = ["0004A30B00000001", "0004A30B00000002", None]
 KINDS = ["uplink", "join", "downlink_ack", "error"]
@@ -124,3 +127,163 @@ def test_trimming_keeps_positions_and_indexes_valid():
         assert all(store.base <= p < store.end for p in positions)
         assert all((store.value(p, "dev_eui") or store.value(p, "device_id")) == key for p in positions)
     assert store.value(store.end - 1, "f_cnt") == 999
+
+
+# ----- columns the store can always take; appends that are all or nothing ------------------------
+
+F = {name: i for i, name in enumerate(ROW_FIELDS)}
+
+
+def good_rows(n: int = 6) -> list[tuple]:
+    rnd = random.Random(7)
+    return [make_row(i, rnd) for i in range(n)]
+
+
+def with_value(row: tuple, name: str, value) -> tuple:
+    row = list(row)
+    row[F[name]] = value
+    return tuple(row)
+
+
+def snapshot(store: EventStore):
+    return (
+        {name: col.tobytes() if isinstance(col, array) else list(col) for name, col in store.cols.items()},
+        {key: list(p) for key, p in store.device_index.items()},
+        store.total_appended,
+        store.base,
+    )
+
+
+def assert_consistent(store: EventStore) -> None:
+    lengths = {name: len(col) for name, col in store.cols.items()}
+    assert len(set(lengths.values())) == 1, lengths
+
+
+def test_numbers_travel_as_typed_arrays_and_good_rows_are_left_alone():
+    rows = good_rows()
+    kept = list(rows)
+    cols = columns_from_rows(rows)
+    assert rows == kept and all(a is b for a, b in zip(rows, kept, strict=True))
+    assert all(type(cols[n]) is array and cols[n].typecode == "q" for n in INT_COLS)
+    assert all(type(cols[n]) is array and cols[n].typecode == "d" for n in FLOAT_COLS)
+    assert list(cols) == [*ROW_FIELDS, "device_key"]
+    store = EventStore()
+    store.append_columns(cols)
+    assert [store.row(p) for p in range(len(rows))] == [
+        dict(zip(ROW_FIELDS, r, strict=True)) | {"decoded": r[F["decoded"]] or None} for r in rows
+    ]
+
+
+UNSTORABLE = [
+    ("f_port", 99999999999999999999, "beyond the table's 64-bit integers"),
+    ("f_cnt", -(2**63) - 1, "beyond the table's 64-bit integers"),
+    ("frequency_hz", NONE_INT, "keeps to mean missing"),
+    ("gateways", 2.0, "not a whole number"),
+    ("spreading_factor", "7", "not a whole number"),
+    ("id", [1], "not a whole number"),
+    ("rssi", math.inf, "not a finite number"),
+    ("snr", math.nan, "not a finite number"),
+    ("rssi", "-80", "not a number"),
+    ("ts", 10**400, "beyond the table's 64-bit floating-point numbers"),
+    ("device_id", 17, "not text"),
+    ("dev_eui", b"0004A30B", "not text"),
+    ("topic", ["a"], "not text"),
+    ("error", "\ud800", "lone surrogate"),
+    ("payload", "ab", "not bytes"),
+    ("decoded", bytearray(b"{}"), "not bytes"),
+    ("decoded", memoryview(b"{}"), "not bytes"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "why"), UNSTORABLE)
+def test_a_row_the_table_cannot_hold_becomes_an_error_row_in_place(name, value, why):
+    rows = good_rows()
+    bad = with_value(rows[3], name, value)
+    rows[3] = bad
+    cols = columns_from_rows(rows)
+    repaired = rows[3]
+    assert repaired is not bad and repaired[F["kind"]] == "error"
+    assert f"The {name} value" in repaired[F["error"]] and why in repaired[F["error"]]
+    for kept in ("id", "ts", "platform", "topic"):
+        if kept != name:
+            assert repaired[F[kept]] == bad[F[kept]], kept
+    assert row_problem(repaired) is None
+    store = EventStore()
+    store.append_columns(cols)
+    assert_consistent(store)
+    assert len(store) == 6 and store.value(3, "kind") == "error"
+    assert [store.value(p, "kind") for p in (0, 1, 2, 4, 5)] == [rows[p][F["kind"]] for p in (0, 1, 2, 4, 5)]
+
+
+@pytest.mark.parametrize("row", [(1, 2.0), (*good_rows(1)[0], "extra"), None, 5, "a row"])
+def test_rows_of_the_wrong_shape_become_error_rows(row):
+    rows = [*good_rows(2), row]
+    cols = columns_from_rows(rows)
+    assert rows[2][F["kind"]] == "error" and "row" in rows[2][F["error"]].lower()
+    store = EventStore()
+    store.append_columns(cols)
+    assert_consistent(store)
+    assert len(store) == 3
+
+
+BROKEN_BATCHES = [
+    ("a value an int column cannot take", lambda b: b.__setitem__("f_cnt", [1, 2, "x", 4, 5, 6])),
+    ("an int beyond 64 bits", lambda b: b.__setitem__("f_port", [1, 2, 3, 4, 5, 2**64])),
+    ("a float column with text", lambda b: b.__setitem__("rssi", [1.0, 2.0, 3.0, "x", 5.0, 6.0])),
+    ("an unhashable interned value", lambda b: b["device_id"].__setitem__(4, ["unhashable"])),
+    ("an unhashable device key", lambda b: b["device_key"].__setitem__(5, {"k": 1})),
+    ("a column missing", lambda b: b.pop("topic")),
+    ("a column of another length", lambda b: b["error"].append(None)),
+    ("a column that is no sequence", lambda b: b.__setitem__("payload", 7)),
+]
+
+
+@pytest.mark.parametrize(("what", "break_it"), BROKEN_BATCHES, ids=[w for w, _ in BROKEN_BATCHES])
+def test_append_columns_is_all_or_nothing(what, break_it):
+    store = EventStore()
+    store.append_columns(columns_from_rows(good_rows()))
+    before = snapshot(store)
+    batch = columns_from_rows([(100 + i, *r[1:]) for i, r in enumerate(good_rows())])
+    batch = {k: (list(v) if isinstance(v, array) and k == "f_port" else v) for k, v in batch.items()}
+    break_it(batch)
+    with pytest.raises(ValueError) as info:
+        store.append_columns(batch)
+    text = str(info.value)
+    assert text.startswith("A batch of") and text.endswith(".") and "\n" not in text
+    assert_consistent(store)
+    assert snapshot(store) == before
+    store.append_columns(columns_from_rows(good_rows()))  # and it goes on
+    assert_consistent(store)
+    assert len(store) == 12 and store.total_appended == 12
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 5),
+            st.sampled_from(ROW_FIELDS),
+            st.sampled_from([2**63, -(2**63) - 1, NONE_INT, math.inf, -math.inf, math.nan, "x", b"y", 1.5, None])
+            | st.integers(-(2**70), 2**70)
+            | st.floats()
+            | st.text(max_size=3)
+            | st.binary(max_size=3),
+        ),
+        max_size=6,
+    )
+)
+def test_any_values_anywhere_columns_always_fit_the_store(changes):
+    rows = good_rows()
+    for i, name, value in changes:
+        rows[i] = with_value(rows[i], name, value)
+    expected_bad = {i for i, r in enumerate(rows) if row_problem(r) is not None}
+    original = list(rows)
+    store = EventStore()
+    store.append_columns(columns_from_rows(rows))
+    assert_consistent(store)
+    assert len(store) == 6
+    for i in range(6):
+        if i in expected_bad:
+            assert rows[i][F["kind"]] == "error" and store.value(i, "kind") == "error"
+        else:
+            assert rows[i] is original[i]

@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import simulate
 from app.platforms import get
+from app.platforms.base import json_loads
 from app.platforms.tts_fast import uplink_row
 from app.store import ROW_FIELDS, event_row
 
@@ -40,7 +42,7 @@ def same_as_full(topic: str, payload: bytes) -> bool:
         else:
             assert (name, a) == (name, b)
             assert type(a) is type(b), name
-    doc = orjson.loads(payload)
+    doc, _ = json_loads(payload)  # orjson, reading past numbers beyond a float as the full parser does
     stamped = doc.get("received_at") is not None or (doc.get("uplink_message") or {}).get("received_at") is not None
     if stamped:  # else both take the current time
         assert received_at == full_received_at
@@ -183,3 +185,114 @@ def test_the_mutations_do_reach_the_fast_path():
     ]:
         taken += same_as_full(TOPIC, orjson.dumps(mutate(BASE, path, value, False)))
     assert taken == 7
+
+
+# ----- the limits: what the fast path hands over, and what both paths agree on -------------------
+
+HOSTILE_AT = [
+    (("uplink_message", "f_port"), "99999999999999999999", "f_port"),
+    (("uplink_message", "f_port"), "256", "f_port"),
+    (("uplink_message", "f_port"), "-1", "f_port"),
+    (("uplink_message", "f_cnt"), str(2**32), "f_cnt"),
+    (("uplink_message", "f_cnt"), "1e400", "f_cnt"),
+    (("uplink_message", "settings", "frequency"), '"99999999999999999999"', "frequency"),
+    (("uplink_message", "settings", "frequency"), str(2**64), "frequency"),
+    (("uplink_message", "settings", "frequency"), str(-(2**62)), "frequency"),
+    (("uplink_message", "settings", "data_rate", "lora", "spreading_factor"), str(2**63), "spreading_factor"),
+    (("uplink_message", "settings", "data_rate", "lora", "bandwidth"), "-1e400", "bandwidth"),
+    (("uplink_message", "rx_metadata", 0, "rssi"), "1e400", "rssi"),
+    (("uplink_message", "rx_metadata", 1, "snr"), "-" + "9" * 400, "snr"),
+    (("uplink_message", "decoded_payload", "temperature"), "1e400", "temperature"),
+]
+
+
+def with_raw(doc: dict, path: tuple, raw: str) -> bytes:
+    """The document as JSON with raw text (1e400, a 400-digit integer) at path."""
+    token = "\u0001raw\u0001"
+    body = orjson.dumps(mutate(doc, path, token, False))
+    return body.replace(orjson.dumps(token), raw.encode())
+
+
+@pytest.mark.parametrize(("path", "raw", "field"), HOSTILE_AT)
+def test_what_the_table_cannot_hold_is_handed_over_and_the_full_parser_names_the_field(path, raw, field):
+    body = with_raw(BASE, path, raw)
+    assert uplink_row(TOPIC, body, 1.0, None) is None
+    [(row, _, _)] = full_row(TOPIC, body)
+    assert row[ROW_FIELDS.index("kind")] == "error"
+    assert field in row[ROW_FIELDS.index("error")], row
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        (("uplink_message", "rx_metadata", 0, "timestamp"), "1e400"),
+        (("uplink_message", "consumed_airtime"), "-1e400"),
+        (("uplink_message", "settings", "data_rate", "lora", "coding_rate"), "1" + "0" * 400),
+        (("uplink_message", "locations"), '{"user": {"latitude": 1e999}}'),
+        (("uplink_message", "f_port"), "255"),
+        (("uplink_message", "f_cnt"), str(2**32 - 1)),
+        (("uplink_message", "settings", "frequency"), str(2**63 - 1)),
+        (("uplink_message", "rx_metadata", 0, "rssi"), "99999999999999999999"),  # 1e20 is a float
+        (("uplink_message", "decoded_payload", "temperature"), "1.5e3"),
+        (("uplink_message", "decoded_payload", "temperature"), "123456789012345678901234567890"),
+    ],
+)
+def test_numbers_the_row_does_not_need_or_can_hold_give_the_same_row_on_both_paths(path, raw):
+    # msgspec skips what the structs do not name without reading its numbers; the full parser
+    # ignores a number beyond a float where it does not read (see parse_tts_message).
+    assert same_as_full(TOPIC, with_raw(BASE, path, raw))
+
+
+def test_what_msgspec_would_skip_but_orjson_refuses_is_handed_over():
+    ok = orjson.dumps(BASE)
+    for body in (
+        ok.replace(b'"session_key_id":"', b'"session_key_id":"\xff'),  # invalid UTF-8 in a skipped field
+        ok.replace(b'"session_key_id":"', b'"session_key_id":"\xed\xa0\x80'),  # an encoded surrogate
+        with_raw(BASE, ("uplink_message", "locations"), "[" * 200 + "]" * 200),  # deeper than MAX_DEPTH
+        with_raw(BASE, ("uplink_message", "locations"), "[" * 2000 + "]" * 2000),  # deeper than orjson reads
+        with_raw(BASE, ("uplink_message", "locations"), "[" * 100_000 + "]" * 100_000),  # msgspec: RecursionError
+    ):
+        assert uplink_row(TOPIC, body, 1.0, None) is None
+        [(row, _, _)] = full_row(TOPIC, body)
+        assert row[ROW_FIELDS.index("kind")] == "error"
+
+
+def test_decoded_objects_are_rewritten_as_the_full_parser_writes_them():
+    for raw in ("1.5e3", "2E-7", "1E+2"):  # exponents: as orjson writes the number
+        body = with_raw(BASE, ("uplink_message", "decoded_payload", "temperature"), raw)
+        row = uplink_row(TOPIC, body, 1.0, None)[0]
+        assert row[DECODED] == full_row(TOPIC, body)[0][0][DECODED], raw
+    for raw in ("123456789012345678901234567890", "-9223372036854775809"):
+        # Beyond 64 bits: kept as sent (orjson reads both as the same float; checking every
+        # decoded object for 20-digit runs would cost each message more than it is worth).
+        body = with_raw(BASE, ("uplink_message", "decoded_payload", "temperature"), raw)
+        row = uplink_row(TOPIC, body, 1.0, None)[0]
+        assert orjson.loads(row[DECODED]) == orjson.loads(full_row(TOPIC, body)[0][0][DECODED]), raw
+
+
+HOSTILE_RAW = st.sampled_from(
+    ["1e400", "-1e400", "1" + "0" * 400, "99999999999999999999", str(2**63), str(-(2**62)), '"1e400"', '"9" ']
+    + ["[" * 300 + "]" * 300, '"\\ud800"', "256", "-1", str(2**32), "1e-400", "-0", "0.0"]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(PATHS), HOSTILE_RAW), min_size=1, max_size=3))
+def test_hostile_numbers_anywhere_give_the_full_parsers_row_or_are_handed_over(changes):
+    doc, raws = BASE, {}
+    for i, (path, raw) in enumerate(changes):
+        token = f"\u0001raw{i}\u0001"
+        doc = mutate(doc, path, token, False)
+        raws[orjson.dumps(token)] = raw.encode()
+    body = orjson.dumps(doc)
+    for token, raw in raws.items():
+        body = body.replace(token, raw)
+    same_as_full(TOPIC, body)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=3000), st.sampled_from([TOPIC, "v3/a/devices/b/up", "v3//devices//up", ""]))
+def test_the_fast_path_never_raises_and_takes_only_what_the_full_parser_takes(payload, topic):
+    same_as_full(topic, payload)
+    prefix = orjson.dumps(BASE)[:-1]  # the bytes inside a real uplink, too
+    same_as_full(TOPIC, prefix + b',"x":' + payload + b"}")

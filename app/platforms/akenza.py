@@ -35,8 +35,11 @@ from app.platforms.base import (
     Platform,
     ProfileError,
     ProfileField,
+    body_problem,
     broker_fields,
     config_from_profile,
+    json_loads,
+    too_large_text,
 )
 from app.tls import TlsConfigError, load_private_key
 
@@ -210,6 +213,14 @@ class AkenzaPlatform(Platform):
 
     def credentials_provider(self, profile: dict) -> Callable[..., Credentials]:
         return credentials_provider(profile)
+
+    def body_problem_for(self, payload: bytes, properties: dict | None = None) -> str | None:
+        """A body whose content type akenza does not read as JSON (text/plain, octet-stream,
+        XML, CSV) may hold any bytes: only its size is limited."""
+        content_type = properties.get("content_type") if isinstance(properties, dict) else None
+        if isinstance(content_type, str) and content_type.strip() and not is_json_type(media_type(content_type)):
+            return too_large_text(len(payload)) if len(payload) > MAX_BODY else None
+        return body_problem(payload)
 
     def parse(self, topic: str, payload: bytes, properties: dict | None = None) -> list[Event]:
         direction, device_id, sub_levels = split_topic(topic)
@@ -476,7 +487,7 @@ def decode_body(payload: bytes, properties: dict | None) -> object:
     """The body as JSON when akenza reads it as JSON (no content type, or a JSON one); None for the
     other content types akenza accepts; DecodeError for anything else."""
     if len(payload) > MAX_BODY:
-        raise DecodeError(f"The message is {len(payload):,} bytes, too large for an akenza device message.")
+        raise DecodeError(too_large_text(len(payload)))
     content_type = properties.get("content_type") if isinstance(properties, dict) else None
     if not isinstance(content_type, str) or not content_type.strip():
         content_type = None
@@ -491,9 +502,11 @@ def decode_body(payload: bytes, properties: dict | None) -> object:
     if not payload:
         raise DecodeError(f"The message is empty, but it {reading}.")
     try:
-        body = orjson.loads(payload)
+        body, out_of_range = json_loads(payload)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"The message {reading}, but it is not JSON: {json_error_text(exc, payload)}.") from None
+    if out_of_range:  # 1e400: akenza stores the body as it is, the console cannot
+        raise DecodeError(out_of_range[0].sentence())
     check_nesting(body, payload)
     return body
 

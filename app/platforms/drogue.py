@@ -28,9 +28,11 @@ from app.platforms.base import (
     Platform,
     ProfileError,
     ProfileField,
+    body_problem,
     broker_fields,
     config_from_profile,
     load_json_object,
+    too_large_text,
     upper_hex,
 )
 
@@ -156,6 +158,16 @@ class DroguePlatform(Platform):
         )
         subscription = Subscription(topic, min(settings["qos"], 1), user_properties=user_properties)
         return config_from_profile(settings, [subscription], username=username, password=password, tls=tls)
+
+    def body_problem_for(self, payload: bytes, properties: dict | None = None) -> str | None:
+        """In binary mode the body is the device's data, read as JSON only when its content type
+        says JSON: other data (octet-stream, CBOR, text) may hold any bytes, brackets included,
+        and only its size is limited."""
+        if binary_mode_attributes(properties) is not None:
+            content_type = properties.get("content_type")
+            if not isinstance(content_type, str) or not is_json_type(content_type):
+                return too_large_text(len(payload)) if len(payload) > MAX_BODY else None
+        return body_problem(payload)
 
     def parse(self, topic: str, payload: bytes, properties: dict | None = None) -> list[Event]:
         attributes = binary_mode_attributes(properties)
@@ -321,7 +333,7 @@ def event_from_structured(event: dict, topic: str) -> Event:
 def event_from_binary(attributes: dict[str, str], payload: bytes, properties: dict, topic: str) -> Event:
     check_required(attributes, "binary-mode")
     if len(payload) > MAX_BODY:
-        raise DecodeError(f"The message is {len(payload):,} bytes, too large to be a Drogue event.")
+        raise DecodeError(too_large_text(len(payload)))
     content_type = properties.get("content_type")
     content_type = content_type if isinstance(content_type, str) else None
     return make_event(attributes, bytes(payload), json_data(payload, content_type), topic)

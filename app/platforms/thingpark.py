@@ -26,6 +26,8 @@ import orjson
 from app.events import Event, utc_now_iso
 from app.mqtt.config import ConfigError, ConnectionConfig, Subscription
 from app.platforms.base import (
+    F_CNT,
+    F_PORT,
     DecodeError,
     DownlinkRequest,
     EncodeError,
@@ -35,10 +37,10 @@ from app.platforms.base import (
     ProfileField,
     broker_fields,
     config_from_profile,
+    float_field,
+    int_field,
     json_type,
     load_json_object,
-    to_float,
-    to_int,
 )
 
 PLATFORM_NAME = "thingpark"
@@ -291,33 +293,18 @@ def _hex_id(value) -> str | None:
     return value.upper() if isinstance(value, str) and is_hex(value) else None
 
 
-def _as_int(value) -> int | None:
-    """to_int() with ThingPark's usual shapes (JSON int, "1174") first: it runs several times a message."""
-    value_type = type(value)
-    if value_type is int:
-        return value
-    if value_type is str:
-        try:
-            return int(value)
-        except ValueError:
-            pass
-    return to_int(value)
+def _as_int(value, where: str, limit: tuple[int, int, str] | None = None) -> int | None:
+    """A number field (JSON int or text such as "1174"); None when absent or not a number at all;
+    DecodeError naming `where` when the table could not hold it (int_field)."""
+    return int_field(value, where, limit)
 
 
-def _as_float(value) -> float | None:
-    """to_float() with ThingPark's usual shapes (JSON number, "-80.000000") first."""
-    value_type = type(value)
-    if value_type is float:
-        return value  # orjson never yields NaN or infinity
-    if value_type is int:
-        return float(value)
-    if value_type is str:
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if number - number == 0.0 else None  # rejects "nan" and "inf"
-    return to_float(value)
+def _as_float(value, where: str) -> float | None:
+    """A real-number field (JSON number or text such as "-80.000000"); None when absent or not a
+    number ('nan' and 'inf' are words here); DecodeError for a number beyond a float (float_field)."""
+    if type(value) is float:
+        return value  # orjson never yields NaN or infinity, nor an OutOfRange (load_json_object refuses it)
+    return float_field(value, where)
 
 
 def _text(value) -> str | None:
@@ -329,8 +316,8 @@ def _received_at(body: dict) -> str:
     return time if isinstance(time, str) and time else utc_now_iso()
 
 
-def _frequency_hz(value) -> int | None:
-    megahertz = _as_float(value)
+def _frequency_hz(value, where: str) -> int | None:
+    megahertz = _as_float(value, where)
     if megahertz is None or not 0 < megahertz < 100_000:  # MHz; anything else is not a radio channel
         return None
     # round(), not int(): 868.1 MHz * 1e6 can land a hair below 868100000.
@@ -346,12 +333,12 @@ def _correlation_ids(body: dict) -> list[str]:
     return []
 
 
-def _best_gateway(body: dict) -> tuple[str | None, float | None, float | None, int | None]:
+def _best_gateway(body: dict, where: str) -> tuple[str | None, float | None, float | None, int | None]:
     """(Lrrid, RSSI, SNR, gateway count) of the best gateway (ThingPark's Lrrid: best SNR)."""
     gateway_id = _text(body.get("Lrrid"))
-    rssi = _as_float(body.get("LrrRSSI"))
-    snr = _as_float(body.get("LrrSNR"))
-    gateways = _as_int(body.get("DevLrrCnt"))
+    rssi = _as_float(body.get("LrrRSSI"), f"{where}.LrrRSSI")
+    snr = _as_float(body.get("LrrSNR"), f"{where}.LrrSNR")
+    gateways = _as_int(body.get("DevLrrCnt"), f"{where}.DevLrrCnt")
     lrrs = body.get("Lrrs")
     lrr_list = lrrs.get("Lrr") if isinstance(lrrs, dict) else None
     if not isinstance(lrr_list, list):
@@ -360,19 +347,20 @@ def _best_gateway(body: dict) -> tuple[str | None, float | None, float | None, i
         gateways = len(lrr_list)
     if rssi is None or snr is None:
         # Join requests carry the best gateway's levels only inside Lrrs.Lrr[].
-        entries = [entry for entry in lrr_list if isinstance(entry, dict)]
-        best = next((entry for entry in entries if gateway_id and entry.get("Lrrid") == gateway_id), None)
+        entries = [(i, entry) for i, entry in enumerate(lrr_list) if isinstance(entry, dict)]
+        best = next((pair for pair in entries if gateway_id and pair[1].get("Lrrid") == gateway_id), None)
         if best is None and entries:
-            best = max(entries, key=_snr_or_worst)
+            best = max(entries, key=lambda pair: _snr_or_worst(pair[1], f"{where}.Lrrs.Lrr[{pair[0]}]"))
         if best is not None:
-            gateway_id = gateway_id or _text(best.get("Lrrid"))
-            rssi = rssi if rssi is not None else _as_float(best.get("LrrRSSI"))
-            snr = snr if snr is not None else _as_float(best.get("LrrSNR"))
+            i, lrr = best
+            gateway_id = gateway_id or _text(lrr.get("Lrrid"))
+            rssi = rssi if rssi is not None else _as_float(lrr.get("LrrRSSI"), f"{where}.Lrrs.Lrr[{i}].LrrRSSI")
+            snr = snr if snr is not None else _as_float(lrr.get("LrrSNR"), f"{where}.Lrrs.Lrr[{i}].LrrSNR")
     return gateway_id, rssi, snr, gateways
 
 
-def _snr_or_worst(lrr: dict) -> float:
-    snr = _as_float(lrr.get("LrrSNR"))
+def _snr_or_worst(lrr: dict, where: str) -> float:
+    snr = _as_float(lrr.get("LrrSNR"), f"{where}.LrrSNR")
     return -math.inf if snr is None else snr
 
 
@@ -388,7 +376,7 @@ def _decoding_error(value) -> str | None:
 
 def parse_thingpark_uplink(body: dict, topic: str, where: str = "DevEUI_uplink") -> Event:
     """A DevEUI_uplink body (or the legacy form without the root): uplink or join request."""
-    f_port = _as_int(body.get("FPort"))
+    f_port = _as_int(body.get("FPort"), f"{where}.FPort", F_PORT)
     raw_join_request = body.get("rawJoinRequest")
     if raw_join_request is not None and f_port is None:
         kind = "join"
@@ -399,7 +387,7 @@ def parse_thingpark_uplink(body: dict, topic: str, where: str = "DevEUI_uplink")
     spreading_factor = body.get("SpFact")
     if spreading_factor is None:
         spreading_factor = body.get("Spfact")  # the spelling of join requests
-    gateway_id, rssi, snr, gateways = _best_gateway(body)
+    gateway_id, rssi, snr, gateways = _best_gateway(body, where)
     return Event(
         platform=PLATFORM_NAME,
         kind=kind,
@@ -407,15 +395,15 @@ def parse_thingpark_uplink(body: dict, topic: str, where: str = "DevEUI_uplink")
         dev_eui=_dev_eui(body, where),
         dev_addr=_hex_id(body.get("DevAddr")),
         f_port=f_port,
-        f_cnt=_as_int(body.get("FCntUp")),
+        f_cnt=_as_int(body.get("FCntUp"), f"{where}.FCntUp", F_CNT),
         payload_hex=payload_hex,
         decoded=body.get("payload"),
         rssi=rssi,
         snr=snr,
         gateway_id=gateway_id,
         gateways=gateways,
-        spreading_factor=_as_int(spreading_factor),
-        frequency_hz=_frequency_hz(body.get("Frequency")),
+        spreading_factor=_as_int(spreading_factor, f"{where}.SpFact"),
+        frequency_hz=_frequency_hz(body.get("Frequency"), f"{where}.Frequency"),
         error=_decoding_error(body.get("payloadDecodedError")),
         topic=topic,
     )
@@ -462,7 +450,8 @@ def _delivery_failure(body: dict, status: int) -> str:
 
 def parse_thingpark_downlink_sent(body: dict, topic: str) -> Event:
     """DevEUI_downlink_Sent: DeliveryStatus 1 = sent over the air, 0 = not sent (failed)."""
-    status = _as_int(body.get("DeliveryStatus"))
+    where = "DevEUI_downlink_Sent"
+    status = _as_int(body.get("DeliveryStatus"), f"{where}.DeliveryStatus")
     failed = status == 0
     gateway_id = _text(body.get("Lrrid"))
     spreading_factor = body.get("SpFact")
@@ -472,13 +461,13 @@ def parse_thingpark_downlink_sent(body: dict, topic: str) -> Event:
         platform=PLATFORM_NAME,
         kind="downlink_failed" if failed else "downlink_sent",
         received_at=_received_at(body),
-        dev_eui=_dev_eui(body, "DevEUI_downlink_Sent"),
+        dev_eui=_dev_eui(body, where),
         dev_addr=_hex_id(body.get("DevAddr")),
-        f_port=_as_int(body.get("FPort")),
-        f_cnt=_as_int(body.get("FCntDn")),
+        f_port=_as_int(body.get("FPort"), f"{where}.FPort", F_PORT),
+        f_cnt=_as_int(body.get("FCntDn"), f"{where}.FCntDn", F_CNT),
         gateway_id=gateway_id,
-        spreading_factor=_as_int(spreading_factor),
-        frequency_hz=_frequency_hz(body.get("Frequency")),
+        spreading_factor=_as_int(spreading_factor, f"{where}.SpFact"),
+        frequency_hz=_frequency_hz(body.get("Frequency"), f"{where}.Frequency"),
         correlation_ids=_correlation_ids(body),
         error=_delivery_failure(body, status) if failed else None,
         topic=topic,
@@ -490,14 +479,14 @@ def parse_thingpark_downlink_rejected(body: dict, topic: str) -> Event:
     if isinstance(cause, str) and cause.strip():
         error = f"ThingPark rejected the downlink: {_clip(cause.strip().rstrip('.'), 300)}."
     else:
-        status = _as_int(body.get("DeliveryStatus"))
+        status = _as_int(body.get("DeliveryStatus"), "DevEUI_downlink_Rejected.DeliveryStatus")
         error = "ThingPark rejected the downlink" + (f" (DeliveryStatus {status})." if status is not None else ".")
     return Event(
         platform=PLATFORM_NAME,
         kind="downlink_failed",
         received_at=_received_at(body),
         dev_eui=_dev_eui(body, "DevEUI_downlink_Rejected"),
-        f_port=_as_int(body.get("FPort")),
+        f_port=_as_int(body.get("FPort"), "DevEUI_downlink_Rejected.FPort", F_PORT),
         correlation_ids=_correlation_ids(body),
         error=error,
         topic=topic,
@@ -515,8 +504,8 @@ def parse_thingpark_downlink(body: dict, topic: str) -> Event:
         kind="event",
         received_at=_received_at(body),
         dev_eui=_dev_eui(body, "DevEUI_downlink"),
-        f_port=_as_int(body.get("FPort")),
-        f_cnt=_as_int(body.get("FCntDn")),
+        f_port=_as_int(body.get("FPort"), "DevEUI_downlink.FPort", F_PORT),
+        f_cnt=_as_int(body.get("FCntDn"), "DevEUI_downlink.FCntDn", F_CNT),
         payload_hex=payload_hex,
         decoded=body.get("payload"),
         correlation_ids=_correlation_ids(body),
@@ -536,13 +525,13 @@ LOCATION_KEYS = (
 def parse_thingpark_location(body: dict, topic: str) -> Event:
     location: dict = {}
     for name, key in LOCATION_KEYS:
-        value = _as_float(body.get(key))
+        value = _as_float(body.get(key), f"DevEUI_location.{key}")
         if value is not None:
             location[name] = value
     located_at = _text(body.get("DevLocTime"))
     if located_at:
         location["time"] = located_at
-    algorithm = _as_int(body.get("NwGeolocAlgoUsed"))
+    algorithm = _as_int(body.get("NwGeolocAlgoUsed"), "DevEUI_location.NwGeolocAlgoUsed")
     if algorithm is not None:
         location["algorithm"] = algorithm
     return Event(
@@ -551,7 +540,7 @@ def parse_thingpark_location(body: dict, topic: str) -> Event:
         received_at=_received_at(body),
         dev_eui=_dev_eui(body, "DevEUI_location"),
         dev_addr=_hex_id(body.get("DevAddr")),
-        f_cnt=_as_int(body.get("DevUlFCntUpUsed")),
+        f_cnt=_as_int(body.get("DevUlFCntUpUsed"), "DevEUI_location.DevUlFCntUpUsed", F_CNT),
         decoded=location,
         topic=topic,
     )
@@ -563,8 +552,8 @@ def parse_thingpark_notification(body: dict, topic: str) -> Event:
     var1, var2 = body.get("Var1"), body.get("Var2")
     details: dict = {"type": notification_type}
     if notification_type == "devstatusans":
-        details["battery"] = _as_int(var1)
-        details["margin"] = _as_int(var2)
+        details["battery"] = _as_int(var1, "DevEUI_notification.Var1")
+        details["margin"] = _as_int(var2, "DevEUI_notification.Var2")
     elif notification_type == "reset":
         details["reset"] = _text(var1)
     elif notification_type == "join":

@@ -21,17 +21,25 @@ import orjson
 from app.events import Event, utc_now_iso
 from app.mqtt.config import ConnectionConfig, MqttVersion, Subscription
 from app.platforms.base import (
+    F_CNT,
+    F_PORT,
+    INT64_MAX,
+    NONE_INT,
+    U32_MAX,
     DecodeError,
     DownlinkRequest,
     EncodeError,
     OutgoingMessage,
+    OutOfRange,
     Platform,
     ProfileError,
     ProfileField,
     broker_fields,
     config_from_profile,
+    first_out_of_range,
+    float_field,
+    int_field,
     load_json_object,
-    to_float,
     to_int,
     upper_hex,
 )
@@ -199,6 +207,7 @@ _JSON_TYPE_NAMES = {
     str: "text",
     int: "a number",
     float: "a number",
+    OutOfRange: "a number",
     bool: "a boolean",
 }
 
@@ -275,32 +284,46 @@ def parse_tts_uplink(doc: dict, up: dict, topic: str, ids: _Ids) -> list[Event]:
     """An uplink_message: payload, counters, best gateway (highest RSSI) and radio settings."""
     frm_payload = up.get("frm_payload")
     payload_hex = _bytes_hex(frm_payload, "uplink_message.frm_payload") if frm_payload is not None else ""
+    # The usual shapes inline (orjson's numbers are finite and within 64 bits); int_field and
+    # float_field for the rest, which they read or refuse with the field named.
     f_port = up.get("f_port")
-    if type(f_port) is not int:
-        f_port = to_int(f_port)
+    if not (type(f_port) is int and 0 <= f_port <= 255):
+        f_port = int_field(f_port, "uplink_message.f_port", F_PORT)
     f_cnt = up.get("f_cnt")
-    if type(f_cnt) is not int:
-        f_cnt = 0 if f_cnt is None else to_int(f_cnt)  # zero is left out: the first frame of a session
+    if f_cnt is None:
+        f_cnt = 0  # zero is left out: the first frame of a session
+    elif not (type(f_cnt) is int and 0 <= f_cnt <= U32_MAX):
+        f_cnt = int_field(f_cnt, "uplink_message.f_cnt", F_CNT)
 
     rssi = snr = gateway_id = None
     gateways = 0
     rx_metadata = up.get("rx_metadata")
     if type(rx_metadata) is list:
-        best = None
-        for md in rx_metadata:
+        best = best_index = None
+        for i, md in enumerate(rx_metadata):
             if type(md) is not dict:
                 continue
             gateways += 1
             md_rssi = md.get("rssi")
+            key = "rssi"
             if md_rssi is None:
-                md_rssi = md.get("channel_rssi")
-            md_rssi = float(md_rssi) if type(md_rssi) is int else to_float(md_rssi)
+                md_rssi, key = md.get("channel_rssi"), "channel_rssi"
+            if type(md_rssi) is not float:
+                if type(md_rssi) is int:
+                    md_rssi = float(md_rssi)
+                elif md_rssi is not None:
+                    md_rssi = float_field(md_rssi, f"uplink_message.rx_metadata[{i}].{key}")
             if best is None or (md_rssi is not None and (rssi is None or md_rssi > rssi)):
-                best, rssi = md, md_rssi
+                best, best_index, rssi = md, i, md_rssi
         if best is not None:
             md_snr = best.get("snr")
             # An SNR of exactly 0 dB is left out like every zero; absent from a reception report means 0.
-            snr = 0.0 if md_snr is None else float(md_snr) if type(md_snr) is int else to_float(md_snr)
+            if md_snr is None:
+                snr = 0.0
+            elif type(md_snr) is float:
+                snr = md_snr
+            else:
+                snr = float_field(md_snr, f"uplink_message.rx_metadata[{best_index}].snr")
             gateway_ids = best.get("gateway_ids")
             if type(gateway_ids) is dict:
                 gateway_id = _text(gateway_ids.get("gateway_id")) or upper_hex(gateway_ids.get("eui"))
@@ -308,21 +331,28 @@ def parse_tts_uplink(doc: dict, up: dict, topic: str, ids: _Ids) -> list[Event]:
     spreading_factor = bandwidth_hz = frequency_hz = None
     settings = up.get("settings")
     if type(settings) is dict:
-        frequency_hz = to_int(settings.get("frequency"))
+        frequency_hz = settings.get("frequency")
+        if type(frequency_hz) is not int or frequency_hz <= NONE_INT or frequency_hz > INT64_MAX:
+            frequency_hz = int_field(frequency_hz, "uplink_message.settings.frequency")
         data_rate = settings.get("data_rate")
         if type(data_rate) is dict:
             lora = data_rate.get("lora")
             if type(lora) is dict:
                 spreading_factor = lora.get("spreading_factor")
-                if type(spreading_factor) is not int:
-                    spreading_factor = to_int(spreading_factor)
+                if type(spreading_factor) is not int or not 0 <= spreading_factor <= 1000:
+                    spreading_factor = int_field(
+                        spreading_factor, "uplink_message.settings.data_rate.lora.spreading_factor"
+                    )
                 bandwidth_hz = lora.get("bandwidth")
-                if type(bandwidth_hz) is not int:
-                    bandwidth_hz = to_int(bandwidth_hz)
+                if type(bandwidth_hz) is not int or not 0 <= bandwidth_hz <= 2**40:
+                    bandwidth_hz = int_field(bandwidth_hz, "uplink_message.settings.data_rate.lora.bandwidth")
             else:
                 lrfhss = data_rate.get("lrfhss")
                 if type(lrfhss) is dict:
-                    bandwidth_hz = to_int(lrfhss.get("operating_channel_width"))
+                    bandwidth_hz = int_field(
+                        lrfhss.get("operating_channel_width"),
+                        "uplink_message.settings.data_rate.lrfhss.operating_channel_width",
+                    )
 
     warnings = up.get("decoded_payload_warnings")
     error = None
@@ -395,8 +425,8 @@ def _downlink_event(
         device_id=ids.device_id,
         dev_eui=ids.dev_eui,
         dev_addr=ids.dev_addr,
-        f_port=to_int(downlink.get("f_port")),
-        f_cnt=f_cnt_if_missing if f_cnt is None else to_int(f_cnt),
+        f_port=int_field(downlink.get("f_port"), f"{where}.f_port", F_PORT),
+        f_cnt=f_cnt_if_missing if f_cnt is None else int_field(f_cnt, f"{where}.f_cnt", F_CNT),
         payload_hex=_bytes_hex(downlink.get("frm_payload"), f"{where}.frm_payload"),
         decoded=downlink.get("decoded_payload"),
         correlation_ids=correlation_ids,
@@ -439,7 +469,7 @@ def parse_tts_downlink_invalidated(doc: dict, invalidated: dict, topic: str, ids
     """The queue was dropped because the session or frame counter changed (a rejoin, or downlinks
     the application encrypted itself): those downlinks will never be sent, so each one is a
     downlink_failed event that says why. An empty list still yields one event."""
-    last_f_cnt = to_int(invalidated.get("last_f_cnt_down")) or 0
+    last_f_cnt = int_field(invalidated.get("last_f_cnt_down"), "downlink_queue_invalidated.last_f_cnt_down", F_CNT) or 0
     error = (
         "The network invalidated this queued downlink because the device's session or downlink frame counter "
         f"changed (last downlink frame counter {last_f_cnt}); push it again."
@@ -523,8 +553,11 @@ _PARSERS = {
 def parse_tts_message(topic: str, payload: bytes) -> list[Event]:
     """Any message of the TTS MQTT server as events; DecodeError for anything TTS does not send.
 
-    The topic suffix says which body to expect; off a TTS topic the body's own key decides."""
-    doc = load_json_object(payload, "TTS message")
+    The topic suffix says which body to expect; off a TTS topic the body's own key decides.
+    A number beyond any 64-bit float is refused where it is read (a field the table shows, a
+    decoded object) and ignored elsewhere, as the fast path ignores what it does not read."""
+    out_of_range: list[OutOfRange] = []
+    doc = load_json_object(payload, "TTS message", out_of_range=out_of_range)
     body_key = topic_uid = topic_device = None
     suffix = None
     if type(topic) is str and topic.startswith("v3/"):
@@ -549,7 +582,13 @@ def parse_tts_message(topic: str, payload: bytes) -> list[Event]:
         raise DecodeError(f"{where} carries {body_key}, but this one has none (it has {_keys_text(doc)}).")
     if body_key != "downlinks" and type(body) is not dict:
         raise DecodeError(f"{body_key} should be a JSON object but is {_describe(body)}.")
-    return _PARSERS[body_key](doc, body, topic, _Ids(doc, topic_uid, topic_device))
+    events = _PARSERS[body_key](doc, body, topic, _Ids(doc, topic_uid, topic_device))
+    if out_of_range:
+        for event in events:
+            marker = first_out_of_range(event.decoded)
+            if marker is not None:
+                raise DecodeError(marker.sentence())
+    return events
 
 
 # ----- the platform --------------------------------------------------------------------------

@@ -6,24 +6,48 @@ costs ~35 us a message here; decoding only those values into typed structs (msgs
 the row tuple directly costs a fraction of that (benchmarks/parse_fast.py prints both).
 
 The fast path covers the common, well-formed shape only. Anything else (a value of another type,
-a missing uplink_message, decoder warnings, LR-FHSS, invalid base64, a non-finite number ...)
-returns None and the message goes through `parse_tts_message`, which knows every case and says
-what is wrong. For what it accepts, the fast path produces exactly the row `event_row` builds
-from `parse_tts_message`'s event (tests/test_tts_fast.py holds it to that).
+a missing uplink_message, decoder warnings, LR-FHSS, invalid base64, a number the table cannot
+hold ...) returns None and the message goes through `parse_tts_message`, which knows every case
+and says what is wrong. For what it accepts, the fast path produces exactly the row `event_row`
+builds from `parse_tts_message`'s event (tests/test_tts_fast.py holds it to that). It never
+raises, whatever the bytes.
+
+Where msgspec is laxer than orjson (the full parser's reader), the fast path checks first: msgspec
+skips the fields a struct does not name without checking their UTF-8 or their numbers' range,
+and it nests as deep as the interpreter lets it. So a body that is not ASCII is checked as
+UTF-8, a body with more brackets than MAX_DEPTH has its depth measured (as body_problem does), and the
+numbers the row takes are bounded in the structs (FPort 0..255, FCnt 32 bits, 64-bit columns).
+A number beyond a float in a skipped field is ignored by both paths (see parse_tts_message).
 """
 
 from __future__ import annotations
 
 import binascii
-import re
 from binascii import a2b_base64
 from math import isfinite
+from typing import Annotated
 
 import msgspec
 import orjson
 
 from app.events import utc_now_iso
-from app.platforms.base import MAX_BODY, to_int
+from app.platforms.base import (
+    F_CNT,
+    F_PORT,
+    INT64_MAX,
+    MAX_BODY,
+    MAX_DEPTH,
+    NONE_INT,
+    DecodeError,
+    int_field,
+    json_depth,
+)
+
+# The bounds of the full parser's int_field, as msgspec checks them while decoding: beyond them
+# the struct does not decode and the full parser words the message.
+_FPort = Annotated[int, msgspec.Meta(ge=F_PORT[0], le=F_PORT[1])]
+_FCnt = Annotated[int, msgspec.Meta(ge=F_CNT[0], le=F_CNT[1])]
+_Int64 = Annotated[int, msgspec.Meta(gt=NONE_INT, le=INT64_MAX)]  # NONE_INT and below: the full parser
 
 
 class _AppIds(msgspec.Struct, gc=False):
@@ -50,8 +74,8 @@ class _RxMetadata(msgspec.Struct, gc=False):
 
 
 class _Lora(msgspec.Struct, gc=False):
-    spreading_factor: int | None = None
-    bandwidth: int | None = None
+    spreading_factor: _Int64 | None = None
+    bandwidth: _Int64 | None = None
 
 
 class _DataRate(msgspec.Struct, gc=False):
@@ -65,8 +89,8 @@ class _Settings(msgspec.Struct, gc=False):
 
 
 class _Uplink(msgspec.Struct, gc=False):
-    f_port: int | None = None
-    f_cnt: int | None = None
+    f_port: _FPort | None = None
+    f_cnt: _FCnt | None = None
     frm_payload: str | None = None
     decoded_payload: msgspec.Raw = msgspec.Raw()
     rx_metadata: list[_RxMetadata] | None = None
@@ -85,7 +109,13 @@ class _UplinkDoc(msgspec.Struct, gc=False):
 _decode = msgspec.json.Decoder(_UplinkDoc).decode
 _NULL = b"null"
 _NO_WARNINGS = (b"", b"null", b"[]")
-_BLANK = re.compile(rb"[ \t\r\n]")
+# A decoded object is re-encoded as the full parser's orjson writes it when it has whitespace or
+# an exponent, and when it may hold an integer of 309+ digits: orjson refuses numbers beyond a
+# float (1e400) and the full parser then refuses the message. Found with translate + find (C
+# loops; a regex with these alternatives costs ~1 us a message, bytes `in` ~0.25 us a test).
+_CLASSES = bytes.maketrans(b"0123456789E\t\r\n", b"0000000000e   ")
+_HUGE_INT = b"0" * 309
+_UNREADABLE = object()  # a frequency the full parser refuses
 
 # Device ids, gateway ids, topics and frequencies repeat from message to message: each is
 # normalized once and then looked up (bounded; emptied when full).
@@ -124,23 +154,46 @@ def _topic_ids(topic: str) -> tuple[str | None, str] | None:
     return result
 
 
-def _int(value) -> int | None:
+def _frequency(value):
+    """settings.frequency as the full parser reads it, or _UNREADABLE where it refuses it."""
     try:
         return _int_cache[value]
     except KeyError:
         if len(_int_cache) >= _CACHE_LIMIT:
             _int_cache.clear()
-        result = _int_cache[value] = to_int(value)
+        try:
+            result = int_field(value, "frequency")
+        except DecodeError:
+            result = _UNREADABLE
+        _int_cache[value] = result
         return result
-    except TypeError:
-        return to_int(value)
 
 
 def uplink_row(topic: str, payload: bytes, ts: float, row_id: int | None):
     """(row in ROW_FIELDS order, received_at, correlation_ids) for a TTS uplink on its own
-    `v3/{app}@{tenant}/devices/{device}/up` topic, or None: then parse_tts_message decides."""
-    if not payload or len(payload) > MAX_BODY:
+    `v3/{app}@{tenant}/devices/{device}/up` topic, or None: then parse_tts_message decides.
+    Never raises (anything unexpected is None too); applies body_problem itself."""
+    try:
+        return _uplink_row(topic, payload, ts, row_id)
+    except Exception:
         return None
+
+
+def _uplink_row(topic: str, payload: bytes, ts: float, row_id: int | None):
+    if not payload:
+        return None
+    size = len(payload)
+    if size > MAX_BODY:
+        return None
+    # body_problem inline: fewer brackets than MAX_DEPTH (the usual case) prove the depth.
+    if (
+        size > MAX_DEPTH
+        and size - len(payload.replace(b"{", b"").replace(b"[", b"")) > MAX_DEPTH
+        and json_depth(payload) > MAX_DEPTH
+    ):
+        return None
+    if not payload.isascii():
+        payload.decode()  # orjson refuses invalid UTF-8 anywhere; msgspec only where it decodes
     topic_ids = _topic_ids(topic)
     if topic_ids is None:
         return None
@@ -203,7 +256,9 @@ def uplink_row(topic: str, payload: bytes, ts: float, row_id: int | None):
     spreading_factor = bandwidth_hz = frequency_hz = None
     settings = up.settings
     if settings is not None:
-        frequency_hz = _int(settings.frequency)
+        frequency_hz = _frequency(settings.frequency)
+        if frequency_hz is _UNREADABLE:
+            return None
         data_rate = settings.data_rate
         if data_rate is not None:
             lora = data_rate.lora
@@ -218,12 +273,13 @@ def uplink_row(topic: str, payload: bytes, ts: float, row_id: int | None):
         decoded = bytes(decoded)
         if decoded == _NULL:
             decoded = None
-        elif _BLANK.search(decoded) is not None:
-            # Stored compact, like the full parser's re-encoding.
-            try:
-                decoded = bytes(memoryview(orjson.dumps(orjson.loads(decoded))))
-            except orjson.JSONDecodeError:
-                return None
+        elif (
+            (classes := decoded.translate(_CLASSES)).find(b" ") >= 0
+            or classes.find(b"0e") >= 0
+            or (len(classes) >= 309 and classes.find(_HUGE_INT) >= 0)
+        ):
+            # Stored as the full parser's re-encoding writes it (compact, orjson's numbers).
+            decoded = bytes(memoryview(orjson.dumps(orjson.loads(decoded))))
     else:
         decoded = None
 
