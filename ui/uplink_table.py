@@ -272,22 +272,26 @@ class UplinkTableModel(QAbstractTableModel):
         return None
 
     # ----- feeding
-    def ingest(self, batches: list[dict]) -> None:
-        """Appends column batches to the store; the view learns of them at the next announce()."""
+    def ingest(self, batches: list[dict]) -> list[dict]:
+        """Appends column batches to the store; the view learns of them at the next announce().
+        Returns the batches the store took (all of them, unless one was refused)."""
         if not batches:
-            return
+            return []
         if self.paused:
             self._held.extend(batches)
-            return
+            return batches
+        taken = []
         for b in batches:
             try:
                 self.store.append_columns(b, trim=False)
+                taken.append(b)
             except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the others
                 # The store takes a batch whole or not at all, so the table stays consistent.
                 log.exception("a batch could not be added to the table")
                 self.rejected_rows += len(b.get("ts", ())) if isinstance(b, dict) else 0
                 self.rows_rejected.emit(self.rejected_rows, f"{type(exc).__name__}: {exc}")
         self._announce_soon()
+        return taken
 
     def _announce_soon(self) -> None:
         # Always from the timer, never inside ingest: the repaint that follows an insert then

@@ -283,12 +283,6 @@ async def _serve(conn) -> None:
     from app.events import error_event
     from app.mqtt.errors import SessionError
     from app.mqtt.session import MqttSession
-    try:  # TEMP until base.body_problem lands
-        from app.platforms.base import body_problem
-    except ImportError:
-
-        def body_problem(payload):
-            return None
     from app.store import columns_from_rows, event_row
 
     loop = asyncio.get_running_loop()
@@ -360,12 +354,10 @@ async def _serve(conn) -> None:
                     ch.next_id += 1
 
             def take(msg) -> None:
+                # Neither parser raises, and both refuse bodies too large or too deeply nested
+                # before decoding them (app/platforms/base.py body_problem).
                 ts = msg.received_at
                 payload = msg.payload
-                problem = body_problem(payload)
-                if problem is not None:
-                    add_error(msg, problem)
-                    return
                 if fast is not None and msg.properties is None:
                     parsed = fast(msg.topic, payload, ts, ch.next_id)
                     if parsed is not None:
