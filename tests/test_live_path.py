@@ -375,3 +375,43 @@ def test_history_thread_survives_a_writer_that_raises_and_never_blocks_the_strea
     release.set()
     history.close()
     assert any(key == "history-behind" and "missed" in text for key, text in notices), notices
+
+
+# ----- verification off is visible -----------------------------------------------------------
+
+
+def test_connection_without_certificate_checks_is_marked_in_the_window(qtbot, loop, broker, tmp_path, monkeypatch):
+    from app.mqtt.config import TlsSettings, Transport
+    from ui.main_window import MainWindow
+
+    monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path))
+    profile, config = tts_connection(broker)
+    insecure = config.replace(
+        port=broker.ports.tls,
+        transport=Transport.TLS,
+        tls=TlsSettings(verify_certificate=False, verify_hostname=False),
+    )
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+
+    async def scenario():
+        window.connect_platform("tts", profile, insecure)
+        await until(lambda: window.bridge.connected)
+        await asyncio.sleep(0.3)
+        text = window.notices.text("verification")
+        assert text is not None and "not verified" in text and str(broker.ports.tls) in text, text
+        assert "not verified" in window.state_label.text()
+        assert "not verified" in window.connection_bar.summary.text()
+        # A verified connection in the same window: the mark and the notice go.
+        states = []
+        window.bridge.state_changed.connect(lambda change: states.append(change.state))
+        window.connect_platform("tts", profile, config)
+        await until(lambda: "disconnected" in states and states[-1] == "connected")
+        assert window.notices.text("verification") is None
+        assert "not verified" not in window.state_label.text()
+        window.disconnect()
+        await until(lambda: window.bridge.last_state.state == "disconnected")
+
+    loop.run_until_complete(scenario())
+    window.close()

@@ -16,6 +16,7 @@ Protocol (tuples over a multiprocessing Pipe):
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import itertools
 import logging
@@ -526,10 +527,17 @@ class EngineProcess:
         self.last_answer = time.monotonic()  # of any message from the engine
         self.lost: str | None = None  # the sentence, once the engine is lost
         self._stop_watch = threading.Event()
+        # At interpreter exit multiprocessing terminates daemon children: that is no surprise.
+        # (atexit runs handlers last-registered first, so this runs before multiprocessing's.)
+        atexit.register(self._exiting)
         self._reader = threading.Thread(target=self._read, name="engine-reader", daemon=True)
         self._reader.start()
         self._watchdog = threading.Thread(target=self._watch, name="engine-watchdog", daemon=True)
         self._watchdog.start()
+
+    def _exiting(self) -> None:
+        self._closing = True
+        self._stop_watch.set()
 
     @property
     def pid(self) -> int | None:
@@ -647,6 +655,7 @@ class EngineProcess:
     def close(self, timeout: float = 3.0) -> None:
         self._closing = True
         self._stop_watch.set()
+        atexit.unregister(self._exiting)
         if not self._closed and not self.lost:
             try:
                 self._send((0, "exit"))
