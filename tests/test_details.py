@@ -20,8 +20,8 @@ from app.platforms.thingpark import ThingParkPlatform
 from app.platforms.tts import parse_tts_message
 from app.reception import gateway_receptions
 from app.store import ROW_FIELDS, EventStore
-from ui.charts import PLACEHOLDER_TEXT, RadioCharts, device_series, series_from_store
-from ui.details_pane import (
+from ui.workspace.charts import PLACEHOLDER_TEXT, RadioCharts, device_series, series_from_store
+from ui.workspace.details_pane import (
     EMPTY_TEXT,
     HEX_LIMIT,
     RENDER_LIMIT,

@@ -12,7 +12,7 @@ from PySide6.QtCore import QModelIndex, Qt
 
 from app.devices import DeviceTracker, format_age
 from app.store import ROW_FIELDS, columns_from_rows
-from ui.devices_view import (
+from ui.workspace.devices_view import (
     COL_DEVICE,
     COL_LAST_SEEN,
     COL_LOSS,

@@ -425,7 +425,7 @@ def big_store(n: int, max_rows: int | None = None) -> EventStore:
 
 
 def test_dialog_exports_the_filter_in_the_background(qtbot, tmp_path, save_as):
-    from ui.export_dialog import FILE_FILTER, run_export
+    from ui.export.export_dialog import FILE_FILTER, run_export
 
     store = build_store(3000)
     positions = store.matching(Filter(kinds=frozenset({"uplink"})))
@@ -445,7 +445,7 @@ def test_dialog_exports_the_filter_in_the_background(qtbot, tmp_path, save_as):
 
 
 def test_dialog_format_follows_the_typed_extension(qtbot, tmp_path, save_as):
-    from ui.export_dialog import run_export
+    from ui.export.export_dialog import run_export
 
     store = build_store(100)
     save_as["path"] = str(tmp_path / "rows.csv")
@@ -456,7 +456,7 @@ def test_dialog_format_follows_the_typed_extension(qtbot, tmp_path, save_as):
 
 
 def test_dialog_nothing_to_do(qtbot, tmp_path, save_as):
-    from ui.export_dialog import run_export
+    from ui.export.export_dialog import run_export
 
     messages = []
     assert run_export(None, build_store(10), [], "x.csv", status=messages.append) is None
@@ -469,7 +469,7 @@ def test_dialog_nothing_to_do(qtbot, tmp_path, save_as):
 def test_dialog_error_is_a_message_box_not_a_crash(qtbot, tmp_path, save_as):
     from PySide6.QtWidgets import QMessageBox
 
-    from ui.export_dialog import run_export
+    from ui.export.export_dialog import run_export
 
     save_as["path"] = str(tmp_path / "missing-folder" / "x.csv")
     job = run_export(None, build_store(100), range(100), "x.csv", status=lambda m: None)
@@ -485,7 +485,7 @@ def test_dialog_error_is_a_message_box_not_a_crash(qtbot, tmp_path, save_as):
 def test_dialog_cancel_keeps_the_existing_file(qtbot, tmp_path, save_as):
     from PySide6.QtWidgets import QPushButton
 
-    from ui.export_dialog import run_export
+    from ui.export.export_dialog import run_export
 
     store = big_store(100_000)
     target = tmp_path / "keep.jsonl"
@@ -508,7 +508,7 @@ def test_gui_stays_responsive_while_rows_keep_arriving(qtbot, tmp_path, save_as)
     neither crash the export nor change what it writes."""
     from PySide6.QtCore import QTimer
 
-    from ui.export_dialog import run_export
+    from ui.export.export_dialog import run_export
 
     n = 200_000
     store = big_store(n, max_rows=n)
@@ -557,7 +557,7 @@ def test_gui_stays_responsive_while_rows_keep_arriving(qtbot, tmp_path, save_as)
 
 
 def test_dialog_reports_rows_trimmed_before_they_were_copied(qtbot, tmp_path, save_as, monkeypatch):
-    import ui.export_dialog as dialog
+    import ui.export.export_dialog as dialog
 
     monkeypatch.setattr(dialog, "AHEAD", 2)  # copy only two batches (2 x 100 rows) up front
     store = build_store(10_000)
@@ -580,7 +580,7 @@ def test_dialog_reports_rows_trimmed_before_they_were_copied(qtbot, tmp_path, sa
 def test_dialog_status_goes_to_the_main_window_status_bar(qtbot, tmp_path, save_as):
     from PySide6.QtWidgets import QMainWindow
 
-    from ui.export_dialog import run_export
+    from ui.export.export_dialog import run_export
 
     window = QMainWindow()
     qtbot.addWidget(window)

@@ -14,7 +14,7 @@ from app.mqtt.config import MqttVersion, Subscription, parse_url
 from app.mqtt.session import ReceivedMessage, SessionState
 from tests.conftest import until
 from tests.test_session import publish_with_paho
-from ui.message_log import MessageLogModel
+from ui.raw.message_log import MessageLogModel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,7 +104,7 @@ def test_window_shows_connection_failure_as_a_sentence(qtbot, loop, broker):
 
 
 def test_connection_bar_rejects_a_bad_url_with_a_sentence(qtbot):
-    from ui.connection_panel import ConnectionBar
+    from ui.connection.connection_bar import ConnectionBar
 
     bar = ConnectionBar()
     qtbot.addWidget(bar)
@@ -117,7 +117,7 @@ def test_connection_bar_rejects_a_bad_url_with_a_sentence(qtbot):
 
 def test_tls_dialog_makes_turning_verification_off_visible(qtbot):
     from app.mqtt.config import TlsSettings
-    from ui.connection_panel import TlsDialog
+    from ui.connection.connection_bar import TlsDialog
 
     dlg = TlsDialog(TlsSettings())
     qtbot.addWidget(dlg)

@@ -12,7 +12,7 @@ from app import platforms, simulate
 from app.mqtt.config import Transport
 from app.store import EventStore, Filter, columns_from_rows, event_row
 from tests.conftest import until
-from ui.uplink_table import COL, UplinkTableModel
+from ui.workspace.uplink_table import COL, UplinkTableModel
 
 
 def tts_rows(n: int, devices: int = 5, start: int = 0) -> dict:
@@ -76,7 +76,7 @@ def test_rows_reach_the_view_at_most_every_announce_interval(qtbot):
 
 
 def test_refilling_the_device_list_does_not_refilter(qtbot):
-    from ui.filter_bar import FilterBar
+    from ui.workspace.filter_bar import FilterBar
 
     bar = FilterBar()
     qtbot.addWidget(bar)

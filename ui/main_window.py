@@ -24,9 +24,9 @@ from app.mqtt.config import ConnectionConfig, Subscription
 from app.mqtt.session import SessionState, StateChange
 from ui.bridge import SessionBridge, spawn
 from ui.common.notices import NoticeBar
-from ui.connection_panel import ConnectionBar
-from ui.message_log import MessageLogModel, MessageLogView
-from ui.side_panels import PublishPanel, SubscriptionsPanel
+from ui.connection.connection_bar import ConnectionBar
+from ui.raw.message_log import MessageLogModel, MessageLogView
+from ui.raw.side_panels import PublishPanel, SubscriptionsPanel
 
 OPEN_WINDOWS: list = []  # windows opened with File > New window (kept alive here)
 HISTORY_ROWS_AT_START = 200_000  # rows of history shown when a connection opens
@@ -224,7 +224,7 @@ class MainWindow(QMainWindow):
 
     def ask_platform_connection(self, name: str) -> None:
         from app import platforms
-        from ui.profile_dialog import ProfileDialog
+        from ui.connection.profile_dialog import ProfileDialog
 
         platform = platforms.get(name)
         dialog = ProfileDialog(platform, self.profiles.get(name), self)
@@ -233,7 +233,7 @@ class MainWindow(QMainWindow):
 
     def connect_platform(self, name: str, profile: dict, config: ConnectionConfig) -> None:
         from app import platforms
-        from ui.workspace import PlatformWorkspace
+        from ui.workspace.platform_workspace import PlatformWorkspace
 
         if self.workspace is None:
             self.workspace = PlatformWorkspace(**({"max_rows": self.max_rows} if self.max_rows else {}))
@@ -359,7 +359,7 @@ class MainWindow(QMainWindow):
         self.rate_label.setText(f"{rate:,.0f} msg/s")
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        from ui.export_dialog import cancel_all
+        from ui.export.export_dialog import cancel_all
 
         cancel_all(5.0)
         self.bridge.shutdown()

@@ -20,7 +20,8 @@ from PySide6.QtGui import QBrush, QColor, QFontDatabase, QIcon, QPainter, QPalet
 from PySide6.QtWidgets import QStyledItemDelegate, QTableView
 
 from app.store import NONE_INT, EventStore, Filter
-from ui.tables import FollowingTableView
+from ui.common.labels import KIND_COLORS, KIND_LABELS, PLATFORM_LABELS
+from ui.common.tables import FollowingTableView
 
 ANNOUNCE_INTERVAL = 0.2  # seconds between view inserts while rows stream in
 
@@ -41,29 +42,6 @@ COLUMNS = (
     ("frequency", "Frequency"),
 )
 COL = {key: i for i, (key, _) in enumerate(COLUMNS)}
-PLATFORM_LABELS = {
-    "tts": "TTS",
-    "tektelic": "Tektelic",
-    "akenza": "akenza",
-    "thingpark": "ThingPark",
-    "drogue": "Drogue",
-    "generic": "MQTT",
-}
-KIND_COLORS = {
-    "uplink": "#1a7f37",
-    "join": "#0969da",
-    "downlink_queued": "#8250df",
-    "downlink_sent": "#8250df",
-    "downlink_ack": "#1b7c83",
-    "downlink_nack": "#bc4c00",
-    "downlink_failed": "#cf222e",
-    "location": "#6e7781",
-    "service_data": "#6e7781",
-    "status": "#6e7781",
-    "event": "#6e7781",
-    "error": "#cf222e",
-}
-KIND_LABELS = {k: k.replace("downlink_", "down ").replace("_", " ") for k in KIND_COLORS}
 _DISPLAY = Qt.ItemDataRole.DisplayRole
 _DECORATION = Qt.ItemDataRole.DecorationRole
 _ALIGN = Qt.ItemDataRole.TextAlignmentRole

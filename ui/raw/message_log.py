@@ -10,7 +10,7 @@ from PySide6.QtGui import QFontDatabase
 
 from app.mqtt.session import ReceivedMessage
 from app.payload import preview
-from ui.tables import FollowingTableView
+from ui.common.tables import FollowingTableView
 
 COLUMNS = ("Time", "Topic", "QoS", "Retain", "Size", "Payload")
 DEFAULT_MAX_ROWS = 200_000

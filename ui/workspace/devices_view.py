@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.devices import DeviceStats, DeviceTracker, format_age
-from ui.tables import configure_table
+from ui.common.tables import configure_table
 
 COLUMNS = (
     "Device",

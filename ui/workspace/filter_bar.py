@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QMenu, 
 
 from app.events import KINDS
 from app.store import Filter
-from ui.uplink_table import KIND_LABELS
+from ui.common.labels import KIND_LABELS
 
 
 class FilterBar(QWidget):

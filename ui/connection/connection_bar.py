@@ -8,19 +8,18 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.mqtt.config import ConfigError, ConnectionConfig, MqttVersion, TlsSettings, parse_url
+from ui.common.file_field import FileField
 
 VERSION_LABELS = {
     MqttVersion.V311: "MQTT 3.1.1",
@@ -28,30 +27,6 @@ VERSION_LABELS = {
     MqttVersion.V31: "MQTT 3.1",
     MqttVersion.V311_THEN_31: "3.1.1, else 3.1",
 }
-
-
-class FileField(QWidget):
-    def __init__(self, caption: str, filters: str, parent=None) -> None:
-        super().__init__(parent)
-        self.edit = QLineEdit()
-        self.edit.setPlaceholderText("none")
-        self.edit.setClearButtonEnabled(True)
-        browse = QToolButton()
-        browse.setText("…")
-        browse.setToolTip(f"Choose the {caption.lower()}")
-        browse.clicked.connect(lambda: self._browse(caption, filters))
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.edit)
-        lay.addWidget(browse)
-
-    def _browse(self, caption: str, filters: str) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, caption, self.edit.text(), filters)
-        if path:
-            self.edit.setText(path)
-
-    def value(self) -> str | None:
-        return self.edit.text().strip() or None
 
 
 class TlsDialog(QDialog):

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.store import EventStore, Filter
-from ui.filter_bar import FilterBar
-from ui.uplink_table import UplinkTableModel, UplinkTableView
+from ui.workspace.filter_bar import FilterBar
+from ui.workspace.uplink_table import UplinkTableModel, UplinkTableView
 
 DEFAULT_RETAINED_ROWS = 1_000_000
 log = logging.getLogger(__name__)
@@ -31,9 +31,9 @@ class PlatformWorkspace(QWidget):
     def __init__(self, max_rows: int = DEFAULT_RETAINED_ROWS, parent=None) -> None:
         super().__init__(parent)
         from app.devices import DeviceTracker
-        from ui.charts import RadioCharts
-        from ui.details_pane import DetailsPane
-        from ui.devices_view import DevicesView
+        from ui.workspace.charts import RadioCharts
+        from ui.workspace.details_pane import DetailsPane
+        from ui.workspace.devices_view import DevicesView
 
         self.store = EventStore(max_rows=max_rows)
         self.model = UplinkTableModel(self.store)
@@ -156,7 +156,7 @@ class PlatformWorkspace(QWidget):
         )
 
     def _append_charts(self, start: int) -> None:
-        from ui.charts import series_from_store
+        from ui.workspace.charts import series_from_store
 
         for key in self.charted:
             positions = self.store.matching(Filter(device=key), start=start)
@@ -176,7 +176,7 @@ class PlatformWorkspace(QWidget):
         self._chart_selected()
 
     def _chart_selected(self) -> None:
-        from ui.charts import series_from_store
+        from ui.workspace.charts import series_from_store
 
         series = {}
         for key in self.charted:
@@ -225,7 +225,7 @@ class PlatformWorkspace(QWidget):
 
     def export(self) -> None:
         from app.export import RangeExtras
-        from ui.export_dialog import run_export
+        from ui.export.export_dialog import run_export
 
         positions = self.model.visible if self.model.visible is not None else range(self.store.base, self.store.end)
         # The platform's own receive time and the correlation ids are kept in the history only.

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from app.mqtt.config import ConfigError, ConnectionConfig
 from app.platforms.base import Platform, ProfileField
-from ui.connection_panel import FileField
+from ui.connection.connection_bar import FileField
 
 _INT32 = 2**31 - 1
 

@@ -1,0 +1,27 @@
+"""How platforms and event kinds are named and coloured everywhere in the window."""
+
+from __future__ import annotations
+
+PLATFORM_LABELS = {
+    "tts": "TTS",
+    "tektelic": "Tektelic",
+    "akenza": "akenza",
+    "thingpark": "ThingPark",
+    "drogue": "Drogue",
+    "generic": "MQTT",
+}
+KIND_COLORS = {
+    "uplink": "#1a7f37",
+    "join": "#0969da",
+    "downlink_queued": "#8250df",
+    "downlink_sent": "#8250df",
+    "downlink_ack": "#1b7c83",
+    "downlink_nack": "#bc4c00",
+    "downlink_failed": "#cf222e",
+    "location": "#6e7781",
+    "service_data": "#6e7781",
+    "status": "#6e7781",
+    "event": "#6e7781",
+    "error": "#cf222e",
+}
+KIND_LABELS = {k: k.replace("downlink_", "down ").replace("_", " ") for k in KIND_COLORS}

@@ -1,0 +1,1 @@
+"""Connections: the connection bar, TLS settings and the platform forms."""

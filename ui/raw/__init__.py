@@ -1,0 +1,1 @@
+"""Raw MQTT: the message log, subscriptions and the publish box."""
