@@ -18,10 +18,11 @@ from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QStandardPaths, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
 
 from app.export import ExportCancelled, ExportError, batch_size, export_batches, take_rows
+from ui.common.background import progress_dialog, show_failure
 
 FILTERS = {"csv": "CSV (*.csv)", "jsonl": "JSON lines (*.jsonl)"}
 FILE_FILTER = ";;".join(FILTERS.values())
@@ -81,15 +82,10 @@ class ExportJob(QObject):
         self._progress: QProgressDialog | None = None
         self._error_box: QMessageBox | None = None
         if show_progress:
-            dlg = QProgressDialog(f"Exporting {self.total:,} rows…", "Cancel", 0, max(1, self.total), parent)
-            dlg.setWindowTitle("Export")
-            dlg.setWindowModality(Qt.WindowModality.WindowModal)
-            dlg.setMinimumDuration(300)  # quick exports finish before it shows
-            dlg.setAutoClose(False)
-            dlg.setAutoReset(False)
-            dlg.canceled.connect(self.cancel)
+            self._progress = progress_dialog(
+                parent, "Export", f"Exporting {self.total:,} rows…", self.total, self.cancel
+            )
             self.progressed.connect(self._show_progress)
-            self._progress = dlg
 
     # ----- control
     def start(self) -> None:
@@ -205,14 +201,7 @@ class ExportJob(QObject):
             pass
 
     def _show_error(self, message: str) -> None:
-        parent = self.parent_widget
-        try:
-            box = QMessageBox(QMessageBox.Icon.Warning, "Export failed", message, QMessageBox.StandardButton.Ok, parent)
-        except RuntimeError:  # the parent window is gone
-            box = QMessageBox(QMessageBox.Icon.Warning, "Export failed", message, QMessageBox.StandardButton.Ok)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()  # not exec(): the window keeps running
-        self._error_box = box
+        self._error_box = show_failure(self.parent_widget, "Export failed", message)
 
 
 # ----- entry points --------------------------------------------------------------------------
