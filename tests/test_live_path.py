@@ -99,7 +99,8 @@ def publish_mixed(port: int, valid: int, hostile: list[tuple[str, bytes]], topic
 def test_hostile_uplinks_among_valid_ones_keep_every_row_and_the_connection(qtbot, loop, broker, tmp_path, monkeypatch):
     from app.history import HistoryReader, history_path
     from ui.application import Heartbeat
-    from ui.main_window import MainWindow, history_name_for
+    from ui.connection.page import history_name_for
+    from ui.main_window import MainWindow
 
     monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path))
     profile, config = tts_connection(broker)
@@ -109,7 +110,7 @@ def test_hostile_uplinks_among_valid_ones_keep_every_row_and_the_connection(qtbo
     hostile = hostile_bodies()
     valid = 400
     states = []
-    window.bridge.state_changed.connect(lambda change: states.append(change.state))
+    window.connection_state_changed.connect(lambda page, change: states.append(change.state))
     hostile_topic = simulate.tts_topic(9)  # a device of its own: its rows are the hostile ones
 
     async def scenario():
@@ -166,10 +167,10 @@ def test_engine_that_stops_answering_or_dies_is_restarted_and_resumes(qtbot, loo
     profile, config = tts_connection(broker)
     window = MainWindow()
     qtbot.addWidget(window)
-    window.bridge.heartbeat_timeout = 2.0
+    window.heartbeat_timeout = 2.0
     window.show()
     states = []
-    window.bridge.state_changed.connect(lambda change: states.append(change.state))
+    window.connection_state_changed.connect(lambda page, change: states.append(change.state))
 
     async def scenario():
         window.connect_platform("tts", profile, config)
@@ -402,7 +403,7 @@ def test_connection_without_certificate_checks_is_marked_in_the_window(qtbot, lo
         text = window.notices.text("verification")
         assert text is not None and "not verified" in text and str(broker.ports.tls) in text, text
         assert "not verified" in window.state_label.text()
-        assert "not verified" in window.connection_bar.summary.text()
+        assert "not verified" in window.current.summary.text()
         # A verified connection in the same window: the mark and the notice go.
         states = []
         window.bridge.state_changed.connect(lambda change: states.append(change.state))

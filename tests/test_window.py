@@ -160,25 +160,40 @@ def test_smoke_test_prints_its_line_connected(broker, topic):
     assert line["rss_mb"] > 10
 
 
-def test_new_window_is_an_independent_connection(qtbot, loop, broker, topic):
-    from ui.main_window import OPEN_WINDOWS, MainWindow
+def test_several_connections_stay_open_at_once_and_switching_loses_nothing(
+    qtbot, loop, broker, topic, tmp_path, monkeypatch
+):
+    """A raw MQTT connection and a platform connection in one window: each receives its own,
+    and showing one keeps the other's session and rows."""
+    from tests.test_workspace import publish_uplinks, tts_connection
+    from ui.main_window import MainWindow
 
-    first = MainWindow()
-    qtbot.addWidget(first)
-    second = first.open_new_window()
-    qtbot.addWidget(second)
-    assert second in OPEN_WINDOWS and second.bridge is not first.bridge
+    monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path))
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    profile, config = tts_connection(broker)
 
     async def scenario():
-        first.connect_with(parse_url(broker.url("plain"), subscriptions=(Subscription(topic + "/a", 0),)))
-        second.connect_with(parse_url(broker.url("plain"), subscriptions=(Subscription(topic + "/b", 0),)))
-        await until(lambda: first.bridge.connected and second.bridge.connected)
-        await asyncio.to_thread(publish_with_paho, broker.ports.plain, topic + "/a", [b"for the first"])
-        await asyncio.to_thread(publish_with_paho, broker.ports.plain, topic + "/b", [b"for the second"])
-        await until(lambda: first.log_model.rowCount() == 1 and second.log_model.rowCount() == 1)
-        assert first.log_model.rows[0].payload == b"for the first"
-        assert second.log_model.rows[0].payload == b"for the second"
+        raw = window.connect_with(parse_url(broker.url("plain"), subscriptions=(Subscription(topic + "/a", 0),)))
+        tts = window.connect_platform("tts", profile, config)
+        assert raw is not tts and window.current is tts
+        await until(lambda: raw.bridge.connected and tts.bridge.connected)
+        await asyncio.to_thread(publish_with_paho, broker.ports.plain, topic + "/a", [b"for the raw page"])
+        await asyncio.to_thread(publish_uplinks, broker.ports.plain, 8)
+        await until(lambda: raw.log_model.rowCount() == 1 and len(tts.workspace.store) == 8)
+        assert raw.log_model.rows[0].payload == b"for the raw page"
+        keys = [e.key for e in window.sidebar.entries()]
+        assert keys == ["raw", "adhoc:tts"] or sorted(keys) == ["adhoc:tts", "raw"]
+        window.show_page_for("raw")
+        assert window.current is raw and "Connected" in window.state_label.text()
+        await asyncio.to_thread(publish_uplinks, broker.ports.plain, 4)
+        await until(lambda: len(tts.workspace.store) == 12)  # still receiving while not shown
+        window.show_page_for("adhoc:tts")
+        assert window.current is tts and tts.bridge.connected
+        raw.disconnect()
+        tts.disconnect()
+        await until(lambda: raw.last_change.state == "disconnected" and tts.last_change.state == "disconnected")
 
     loop.run_until_complete(scenario())
-    second.close()
-    first.close()
+    window.close()

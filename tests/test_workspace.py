@@ -166,7 +166,8 @@ def test_flood_keeps_the_window_responsive_and_history_bounded(qtbot, loop, brok
     its retention."""
     from app.history import HistoryReader, Retention, history_path
     from ui.application import Heartbeat
-    from ui.main_window import MainWindow, history_name_for
+    from ui.connection.page import history_name_for
+    from ui.main_window import MainWindow
 
     monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path))
     profile, config = tts_connection(broker)

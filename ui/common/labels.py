@@ -25,3 +25,13 @@ KIND_COLORS = {
     "error": "#cf222e",
 }
 KIND_LABELS = {k: k.replace("downlink_", "down ").replace("_", " ") for k in KIND_COLORS}
+# The sidebar's and the welcome page's platform badges.
+PLATFORM_COLORS = {
+    "tts": "#0d83d0",
+    "tektelic": "#d9480f",
+    "akenza": "#2b8a3e",
+    "thingpark": "#862e9c",
+    "drogue": "#1864ab",
+    "generic": "#57606a",
+    "raw": "#57606a",
+}

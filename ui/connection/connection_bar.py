@@ -87,28 +87,17 @@ class TlsDialog(QDialog):
 
 
 class ConnectionBar(QWidget):
-    """Platform, broker URL, credentials, MQTT version, TLS and the connect button.
+    """Raw MQTT: broker URL, credentials, MQTT version, TLS and the connect button.
 
-    "MQTT (raw)" connects with the fields of the bar and shows raw messages; a platform opens
-    its connection form and shows normalized events."""
+    Platform connections are set up in their wizards and opened from the sidebar; this bar is
+    the quick connection to any broker, whose messages the raw page shows as they are."""
 
     connect_requested = Signal(object)  # ConnectionConfig (raw MQTT)
-    platform_connect_requested = Signal(str)  # platform name: the window opens its form
     disconnect_requested = Signal()
     invalid = Signal(str)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        from app import platforms
-
-        self.platform = QComboBox()
-        self.platform.addItem("MQTT (raw)", None)
-        for p in platforms.available():
-            self.platform.addItem(p.label, p.name)
-        self.platform.setToolTip("Raw MQTT, or a platform whose messages the console understands")
-        self.platform.currentIndexChanged.connect(self._platform_changed)
-        self.summary = QLabel()
-        self.summary.setObjectName("hint")
         self.tls = TlsSettings()
         self.url = QLineEdit("mqtt://localhost:1883")
         self.url.setPlaceholderText("mqtt://host:1883, mqtts://host:8883, ws://host/mqtt, wss://…")
@@ -144,11 +133,8 @@ class ConnectionBar(QWidget):
 
         lay = QHBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
-        lay.addWidget(self.platform)
         self.broker_label = QLabel("Broker")
         lay.addWidget(self.broker_label)
-        lay.addWidget(self.summary, 3)
-        self.summary.hide()
         lay.addWidget(self.url, 3)
         lay.addWidget(self.username, 1)
         lay.addWidget(self.password, 1)
@@ -211,32 +197,9 @@ class ConnectionBar(QWidget):
             self.tls_button,
         )
 
-    def platform_name(self) -> str | None:
-        return self.platform.currentData()
-
-    def _platform_changed(self, *_) -> None:
-        raw = self.platform_name() is None
-        for w in self.raw_widgets:
-            w.setVisible(raw)
-        self.summary.setVisible(not raw)
-        if not raw and not self._connected_look:
-            self.summary.setText(f"Connect opens the {self.platform.currentText()} connection form.")
-        self.button.setText(self._button_text())
-
-    def _button_text(self) -> str:
-        if self._connected_look:
-            return "Disconnect"
-        return "Connect" if self.platform_name() is None else "Connect…"
-
-    def show_summary(self, text: str) -> None:
-        self.summary.setText(text)
-
     def _clicked(self) -> None:
         if self._connected_look:
             self.disconnect_requested.emit()
-            return
-        if self.platform_name() is not None:
-            self.platform_connect_requested.emit(self.platform_name())
             return
         try:
             cfg = self.config()

@@ -1,0 +1,311 @@
+"""One open connection: its engine session, its lasting notices and its page.
+
+A platform connection shows its uplink workspace; a raw MQTT connection shows the connection
+bar, subscriptions, the publish box and the message log. Each page keeps its own session (a
+bridge with its engine process), table and state, so several connections stay open at once and
+switching between them (the window's sidebar) is instant and loses nothing.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
+
+from app.mqtt.config import ConnectionConfig, Subscription
+from app.mqtt.session import SessionState, StateChange
+from ui.bridge import SessionBridge, spawn
+from ui.common.notices import NoticeBar
+
+HISTORY_ROWS_AT_START = 200_000  # rows of history shown when a connection opens
+
+# How each kind of lasting notice looks: (level, whether the user may hide it).
+NOTICE_STYLE = {
+    "history": ("warning", False),
+    "history-read": ("warning", False),
+    "history-behind": ("warning", False),
+    "history-batch": ("warning", True),
+    "history-recovered": ("info", True),
+    "verification": ("warning", False),
+    "engine": ("warning", True),
+    "table": ("error", True),
+    "devices": ("warning", True),
+    "keyring": ("warning", False),
+}
+
+
+def history_name_for(platform: str, config: ConnectionConfig) -> str:
+    """One history file per platform, broker and account (a saved connection: per profile id)."""
+    return f"{platform} {config.describe()}"
+
+
+def verification_notice(config: ConnectionConfig) -> str | None:
+    """The lasting notice a connection without certificate checks gets, or None."""
+    if not config.transport.uses_tls:
+        return None
+    tls = config.tls
+    if tls.verify_certificate and tls.verify_hostname:
+        return None
+    what = "certificate" if not tls.verify_certificate else "host name in the certificate"
+    return (
+        f"The broker's {what} is not verified for {config.host}:{config.effective_port}: anyone on the network "
+        "path could pose as the broker and read this connection's messages and credentials. Turn verification "
+        "on in the TLS settings (choose the CA certificate that signed the broker's) when you can."
+    )
+
+
+class ConnectionPage(QWidget):
+    """key: what identifies it in the sidebar (a saved profile's id, or "raw"/"adhoc:<platform>")."""
+
+    state_changed = Signal(object, object)  # (page, StateChange)
+    error_changed = Signal(object, str)  # (page, the last error sentence, "" when cleared)
+    message = Signal(str)  # a passing message for the status bar
+
+    def __init__(self, key: str, title: str, *, raw: bool, max_rows: int | None = None, retention=None) -> None:
+        super().__init__()
+        self.key = key
+        self.title = title
+        self.raw = raw
+        self.max_rows = max_rows
+        self.retention = retention
+        self.bridge = SessionBridge(self)
+        self.config: ConnectionConfig | None = None
+        self.platform_name: str | None = None
+        self.profile: dict | None = None
+        self.history_name: str | None = None
+        self.last_change = StateChange(SessionState.DISCONNECTED)
+        self.last_error = ""
+        self.subscriptions: dict[str, Subscription] = {}
+        self.workspace = None
+        self.log_model = None
+        self.notices = NoticeBar()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        if raw:
+            self._build_raw(lay)
+        else:
+            self._build_platform(lay)
+        self.bridge.state_changed.connect(self._on_state)
+        self.bridge.notice.connect(self.show_notice)
+        self.bridge.messages_arrived.connect(self._on_batches)
+
+    # ----- building
+    def _build_platform(self, lay: QVBoxLayout) -> None:
+        from ui.workspace.platform_workspace import PlatformWorkspace
+
+        header = QHBoxLayout()
+        header.setContentsMargins(6, 4, 6, 0)
+        self.title_label = QLabel()
+        self.title_label.setTextFormat(Qt.TextFormat.RichText)
+        self.summary = QLabel()
+        self.summary.setObjectName("hint")
+        self.connect_button = QPushButton("Connect")
+        self.connect_button.setMinimumWidth(100)
+        self.connect_button.clicked.connect(self._toggle)
+        header.addWidget(self.title_label)
+        header.addWidget(self.summary, 1)
+        header.addWidget(self.connect_button)
+        lay.addLayout(header)
+        lay.addWidget(self.notices)
+        self.workspace = PlatformWorkspace(**({"max_rows": self.max_rows} if self.max_rows else {}))
+        self.workspace.notice.connect(self.show_notice)
+        lay.addWidget(self.workspace, 1)
+        self._show_title()
+
+    def _build_raw(self, lay: QVBoxLayout) -> None:
+        from ui.connection.connection_bar import ConnectionBar
+        from ui.raw.message_log import MessageLogModel, MessageLogView
+        from ui.raw.side_panels import PublishPanel, SubscriptionsPanel
+
+        self.connection_bar = ConnectionBar()
+        self.subscriptions_panel = SubscriptionsPanel()
+        self.publish_panel = PublishPanel()
+        self.log_model = MessageLogModel(**({"max_rows": self.max_rows} if self.max_rows else {}))
+        self.log_view = MessageLogView(self.log_model)
+        self.count_label = QLabel("No messages yet")
+        self.count_label.setObjectName("hint")
+        hex_box = QCheckBox("Payload as hex")
+        hex_box.toggled.connect(self.log_model.set_payload_as_hex)
+        clear = QPushButton("Clear")
+        clear.clicked.connect(self.log_model.clear)
+        log_bar = QHBoxLayout()
+        log_bar.addWidget(QLabel("<b>Messages</b>"))
+        log_bar.addWidget(self.count_label, 1)
+        log_bar.addWidget(hex_box)
+        log_bar.addWidget(clear)
+        log_box = QWidget()
+        log_lay = QVBoxLayout(log_box)
+        log_lay.setContentsMargins(0, 0, 0, 0)
+        log_lay.addLayout(log_bar)
+        log_lay.addWidget(self.log_view, 1)
+        left = QWidget()
+        left_lay = QVBoxLayout(left)
+        left_lay.setContentsMargins(0, 0, 0, 0)
+        left_lay.addWidget(self.subscriptions_panel, 1)
+        left_lay.addWidget(self.publish_panel)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(log_box)
+        split.setStretchFactor(1, 1)
+        split.setSizes([340, 940])
+        lay.addWidget(self.connection_bar)
+        lay.addWidget(self.notices)
+        lay.addWidget(split, 1)
+
+        self.connection_bar.connect_requested.connect(self.connect_with)
+        self.connection_bar.disconnect_requested.connect(self.disconnect)
+        self.connection_bar.invalid.connect(self.show_error)
+        self.subscriptions_panel.subscribe_requested.connect(self.add_subscription)
+        self.subscriptions_panel.unsubscribe_requested.connect(self.remove_subscription)
+        self.subscriptions_panel.invalid.connect(self.show_error)
+        self.publish_panel.publish_requested.connect(self.publish)
+        self.publish_panel.invalid.connect(self.show_error)
+        self._count_timer = QTimer(self)
+        self._count_timer.setInterval(1000)
+        self._count_timer.timeout.connect(self._update_count)
+        self._count_timer.start()
+        self.add_subscription(Subscription("#", 0), quiet=True)
+
+    # ----- connecting
+    def connect_platform(self, name: str, profile: dict, config: ConnectionConfig, history_name: str | None = None):
+        """Connects (or reconnects, with new settings) this page's platform session."""
+        self.platform_name = name
+        self.profile = profile
+        self.config = config
+        self.workspace.platform_name = name
+        self.history_name = history_name or history_name_for(name, config)
+        self._new_connection(config)
+        self.workspace.open_history(self.history_name)
+        rows = min(self.workspace.store.max_rows, HISTORY_ROWS_AT_START)
+        spawn(
+            self.bridge.connect_to(config, name, profile, self.history_name, rows, self.retention),
+            self.show_error,
+        )
+
+    def connect_with(self, config: ConnectionConfig) -> None:
+        """A raw MQTT connection with the bar's (or these) settings."""
+        if config.subscriptions:
+            self.subscriptions = {s.topic: s for s in config.subscriptions}
+            self.subscriptions_panel.show_subscriptions(list(self.subscriptions.values()))
+        config = config.replace(subscriptions=tuple(self.subscriptions.values()))
+        self.config = config
+        self._new_connection(config)
+        spawn(self.bridge.connect_to(config), self.show_error)
+
+    def _new_connection(self, config: ConnectionConfig) -> None:
+        self.notices.clear()
+        self.show_notice("verification", verification_notice(config))
+        self.show_error("")
+        self._set_connected_look(True)
+        self._show_title()
+
+    def reconnect(self) -> None:
+        if self.raw:
+            if self.config is not None:
+                self.connect_with(self.config)
+        elif self.config is not None and self.platform_name is not None:
+            self.connect_platform(self.platform_name, self.profile or {}, self.config, self.history_name)
+
+    def disconnect(self) -> None:
+        spawn(self.bridge.disconnect_from(), self.show_error)
+
+    def _toggle(self) -> None:
+        if self.active:
+            self.disconnect()
+        else:
+            self.reconnect()
+
+    @property
+    def active(self) -> bool:
+        """A session exists and is not over (connecting, connected or retrying)."""
+        return self.bridge.session is not None and self.last_change.state not in (
+            SessionState.DISCONNECTED,
+            SessionState.FAILED,
+        )
+
+    # ----- raw MQTT
+    def add_subscription(self, sub: Subscription, quiet: bool = False) -> None:
+        self.subscriptions[sub.topic] = sub
+        self.subscriptions_panel.show_subscriptions(list(self.subscriptions.values()))
+        if self.bridge.session is not None:
+            spawn(self.bridge.subscribe(sub), self.show_error)
+        elif not quiet:
+            self.message.emit(f"Will subscribe to {sub.topic} when connected.")
+
+    def remove_subscription(self, topic: str) -> None:
+        self.subscriptions.pop(topic, None)
+        self.subscriptions_panel.show_subscriptions(list(self.subscriptions.values()))
+        spawn(self.bridge.unsubscribe(topic), self.show_error)
+
+    def publish(self, topic: str, payload: bytes, options: dict) -> None:
+        async def go():
+            await self.bridge.publish(topic, payload, **options)
+            self.message.emit(f"Published {len(payload):,} bytes to {topic}.")
+
+        spawn(go(), self.show_error)
+
+    def _update_count(self) -> None:
+        m = self.log_model
+        if m.total_inserted:
+            self.count_label.setText(
+                f"{m.total_inserted:,} received · {len(m.rows):,} shown (newest {m.max_rows:,} kept)"
+            )
+
+    # ----- what arrives
+    def _on_batches(self, items: list) -> None:
+        if self.raw:
+            self.log_model.append_batch(items)
+        elif self.workspace is not None:
+            self.workspace.ingest(items)
+
+    def _on_state(self, change: StateChange) -> None:
+        self.last_change = change
+        if change.error:
+            self.show_error(change.error)  # when connected: a subscription the broker refused
+        elif change.state == SessionState.CONNECTED:
+            self.show_error("")
+        self._set_connected_look(
+            change.state not in (SessionState.DISCONNECTED, SessionState.FAILED)
+            or self.bridge.session is not None
+            and change.state not in (SessionState.FAILED, SessionState.DISCONNECTED)
+        )
+        self.state_changed.emit(self, change)
+
+    def show_error(self, text: str) -> None:
+        self.last_error = str(text or "")
+        self.error_changed.emit(self, self.last_error)
+
+    def show_notice(self, key: str, text: str | None) -> None:
+        """A lasting notice (None: it no longer holds); see ui/common/notices.py."""
+        level, dismissable = NOTICE_STYLE.get(key, ("warning", True))
+        if key == "engine" and text is not None and "not started again" in text:
+            level, dismissable = "error", False
+        self.notices.notify(key, text, level, dismissable)
+
+    def _set_connected_look(self, active: bool) -> None:
+        if self.raw:
+            self.connection_bar.set_connected_look(active)
+        else:
+            self.connect_button.setText("Disconnect" if active else "Connect")
+
+    def _show_title(self) -> None:
+        if self.raw:
+            return
+        from app import platforms
+
+        label = platforms.get(self.platform_name).label if self.platform_name else ""
+        self.title_label.setText(f"<b>{self.title}</b>")
+        if self.config is not None:
+            mark = " · ⚠ not verified" if verification_notice(self.config) else ""
+            self.summary.setText(f"{label} · {self.config.describe()}{mark}")
+
+    # ----- reading
+    def rows_in_tables(self) -> tuple[int, float | None, float | None]:
+        """Rows that reached this page's table, with the first and last times."""
+        model = self.log_model if self.raw else self.workspace.model
+        rows = model.total_inserted if self.raw else model.rows_shown_total
+        return rows, model.first_row_at, model.last_row_at
+
+    def shutdown(self) -> None:
+        self.bridge.shutdown()
+        if self.workspace is not None:
+            self.workspace.close_history()

@@ -1,0 +1,303 @@
+"""The sidebar of connections: every saved connection (and any open one not saved), its platform,
+broker and live state, with New, Edit, Duplicate, Rename, Delete and Connect/Disconnect.
+
+The sidebar only shows and asks; the window does what is asked (it owns the profile store, the
+keyring and the open connections). Entries are (key, name, platform, broker); key is a saved
+profile's id, or the key of an open connection that is not saved ("raw", "adhoc:tts" ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QFont, QPainter, QPalette
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.common.labels import PLATFORM_COLORS, PLATFORM_LABELS
+
+KEY_ROLE = Qt.ItemDataRole.UserRole
+ENTRY_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+@dataclass
+class Entry:
+    key: str
+    name: str
+    platform: str | None  # None: raw MQTT
+    broker: str
+    saved: bool = True
+    state: str = ""  # "Connected", "Reconnecting…" … ("" when closed)
+    state_color: str = "#6b6b6b"
+
+
+class _EntryDelegate(QStyledItemDelegate):
+    """Two lines: a platform badge, the name in bold; the broker and the state below."""
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802 - Qt's name
+        h = option.fontMetrics.height()
+        return QSize(220, 2 * h + 14)
+
+    def paint(self, painter: QPainter, option, index) -> None:
+        entry: Entry = index.data(ENTRY_ROLE)
+        if entry is None:
+            return super().paint(painter, option, index)
+        painter.save()
+        style = option.widget.style() if option.widget else None
+        if style is not None:
+            style.drawPrimitive(QStyle.PrimitiveElement.PE_PanelItemViewItem, option, painter, option.widget)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        pal = option.palette
+        text_color = pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text)
+        hint_color = text_color if selected else pal.color(QPalette.ColorRole.PlaceholderText)
+        r = option.rect.adjusted(6, 5, -6, -5)
+        h = option.fontMetrics.height()
+        # platform badge
+        badge = QRect(r.left(), r.top() + 2, 34, 2 * h - 2)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(PLATFORM_COLORS.get(entry.platform or "raw", "#57606a")))
+        painter.drawRoundedRect(badge, 5, 5)
+        small = QFont(option.font)
+        small.setPointSizeF(max(6.5, option.font.pointSizeF() * 0.8))
+        small.setBold(True)
+        painter.setFont(small)
+        painter.setPen(QColor("white"))
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, _badge_text(entry.platform))
+        # name and state
+        x = badge.right() + 8
+        top = QRect(x, r.top(), r.right() - x, h)
+        bold = QFont(option.font)
+        bold.setBold(True)
+        painter.setFont(bold)
+        painter.setPen(text_color)
+        state_w = option.fontMetrics.horizontalAdvance(entry.state) + 14 if entry.state else 0
+        name = entry.name + ("" if entry.saved else "  (not saved)")
+        painter.drawText(
+            top.adjusted(0, 0, -state_w, 0),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            option.fontMetrics.elidedText(name, Qt.TextElideMode.ElideRight, max(10, top.width() - state_w)),
+        )
+        painter.setFont(option.font)
+        if entry.state:
+            dot = QPoint(top.right() - state_w + 5, top.center().y() + 1)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(entry.state_color))
+            painter.drawEllipse(dot, 4, 4)
+            painter.setPen(text_color)
+            painter.drawText(
+                QRect(dot.x() + 8, top.top(), state_w, h),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                entry.state,
+            )
+        bottom = QRect(x, r.top() + h + 3, r.right() - x, h)
+        painter.setPen(hint_color)
+        painter.drawText(
+            bottom,
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            option.fontMetrics.elidedText(entry.broker, Qt.TextElideMode.ElideMiddle, bottom.width()),
+        )
+        painter.restore()
+
+
+def _badge_text(platform: str | None) -> str:
+    return {"tts": "TTS", "tektelic": "TEK", "akenza": "AKZ", "thingpark": "TPK", "drogue": "DRG"}.get(
+        platform or "", "MQTT"
+    )
+
+
+class ConnectionSidebar(QWidget):
+    selected = Signal(str)  # key (the window shows that connection)
+    open_requested = Signal(str)  # key: connect it (double click, Connect)
+    disconnect_requested = Signal(str)
+    new_requested = Signal(str)  # platform name ("generic" for a plain MQTT broker): the wizard
+    quick_raw_requested = Signal()  # raw MQTT without saving
+    edit_requested = Signal(str)
+    duplicate_requested = Signal(str)
+    rename_requested = Signal(str)
+    delete_requested = Signal(str)
+    save_requested = Signal(str)  # an open connection that is not saved
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        from app import platforms
+
+        self._entries: dict[str, Entry] = {}
+        title = QLabel("<b>Connections</b>")
+        self.new_button = QToolButton()
+        self.new_button.setText("New")
+        self.new_button.setToolTip("Set up a new connection: choose the platform")
+        self.new_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.new_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        new_menu = QMenu(self.new_button)
+        for p in platforms.available():
+            if p.name == "generic":
+                continue
+            act = new_menu.addAction(f"{p.label}…")
+            act.triggered.connect(lambda _=False, name=p.name: self.new_requested.emit(name))
+        new_menu.addSeparator()
+        act = new_menu.addAction("Any MQTT broker (saved)…")
+        act.triggered.connect(lambda: self.new_requested.emit("generic"))
+        act = new_menu.addAction("Quick connect: raw MQTT, not saved")
+        act.triggered.connect(self.quick_raw_requested.emit)
+        self.new_button.setMenu(new_menu)
+        head = QHBoxLayout()
+        head.setContentsMargins(0, 0, 0, 0)
+        head.addWidget(title, 1)
+        head.addWidget(self.new_button)
+
+        self.list = QListWidget()
+        self.list.setItemDelegate(_EntryDelegate(self.list))
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._context_menu)
+        self.list.currentItemChanged.connect(self._current_changed)
+        self.list.itemDoubleClicked.connect(lambda item: self.open_requested.emit(item.data(KEY_ROLE)))
+        self.empty_hint = QLabel("No saved connections yet.\nChoose New, or a platform on the right.")
+        self.empty_hint.setObjectName("hint")
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setWordWrap(True)
+
+        self.connect_button = QPushButton("Connect")
+        self.connect_button.setToolTip("Connect the selected connection (or double-click it)")
+        self.connect_button.clicked.connect(self._connect_clicked)
+        self.more_button = QToolButton()
+        self.more_button.setText("More")
+        self.more_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.more_menu = QMenu(self.more_button)
+        self.actions: dict[str, QAction] = {}
+        for name, text, signal in (
+            ("edit", "Edit…", self.edit_requested),
+            ("duplicate", "Duplicate", self.duplicate_requested),
+            ("rename", "Rename…", self.rename_requested),
+            ("save", "Save…", self.save_requested),
+            ("delete", "Delete…", self.delete_requested),
+        ):
+            act = QAction(text, self)
+            act.triggered.connect(lambda _=False, s=signal: self._emit_for_current(s))
+            self.actions[name] = act
+            self.more_menu.addAction(act)
+        self.more_button.setMenu(self.more_menu)
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addWidget(self.connect_button, 1)
+        buttons.addWidget(self.more_button)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 0, 6)
+        lay.addLayout(head)
+        lay.addWidget(self.list, 1)
+        lay.addWidget(self.empty_hint)
+        lay.addLayout(buttons)
+        self._update_buttons()
+
+    # ----- contents
+    def set_entries(self, entries: list[Entry]) -> None:
+        """Replaces the list, keeping the selection and the states shown."""
+        current = self.current_key()
+        for e in entries:
+            old = self._entries.get(e.key)
+            if old is not None and not e.state:
+                e.state, e.state_color = old.state, old.state_color
+        self._entries = {e.key: e for e in entries}
+        self.list.blockSignals(True)
+        self.list.clear()
+        for e in entries:
+            item = QListWidgetItem(e.name)
+            item.setData(KEY_ROLE, e.key)
+            item.setData(ENTRY_ROLE, e)
+            item.setToolTip(f"{e.name}\n{PLATFORM_LABELS.get(e.platform or 'generic', 'MQTT')} · {e.broker}")
+            self.list.addItem(item)
+        self.list.blockSignals(False)
+        self.empty_hint.setVisible(not entries)
+        if current is not None and current in self._entries:
+            self.select(current, emit=False)
+        self._update_buttons()
+
+    def entries(self) -> list[Entry]:
+        return list(self._entries.values())
+
+    def set_state(self, key: str, text: str, color: str) -> None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return
+        entry.state, entry.state_color = text, color
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            if item.data(KEY_ROLE) == key:
+                item.setData(ENTRY_ROLE, entry)
+                self.list.update(self.list.indexFromItem(item))
+        self._update_buttons()
+
+    def select(self, key: str, emit: bool = True) -> None:
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            if item.data(KEY_ROLE) == key:
+                if not emit:
+                    self.list.blockSignals(True)
+                self.list.setCurrentItem(item)
+                self.list.blockSignals(False)
+                break
+        self._update_buttons()
+
+    def current_key(self) -> str | None:
+        item = self.list.currentItem()
+        return item.data(KEY_ROLE) if item is not None else None
+
+    # ----- asking
+    def _current_changed(self, item, _previous) -> None:
+        self._update_buttons()
+        if item is not None:
+            self.selected.emit(item.data(KEY_ROLE))
+
+    def _connect_clicked(self) -> None:
+        key = self.current_key()
+        if key is None:
+            return
+        entry = self._entries[key]
+        if entry.state and entry.state not in ("Disconnected", "Failed"):
+            self.disconnect_requested.emit(key)
+        else:
+            self.open_requested.emit(key)
+
+    def _emit_for_current(self, signal) -> None:
+        key = self.current_key()
+        if key is not None:
+            signal.emit(key)
+
+    def _update_buttons(self) -> None:
+        key = self.current_key()
+        entry = self._entries.get(key) if key else None
+        self.connect_button.setEnabled(entry is not None)
+        self.more_button.setEnabled(entry is not None)
+        live = entry is not None and entry.state and entry.state not in ("Disconnected", "Failed")
+        self.connect_button.setText("Disconnect" if live else "Connect")
+        saved = entry is not None and entry.saved
+        for name in ("edit", "duplicate", "rename", "delete"):
+            self.actions[name].setEnabled(bool(saved))
+        self.actions["save"].setEnabled(entry is not None and not entry.saved and entry.platform is not None)
+        self.actions["save"].setVisible(entry is not None and not entry.saved)
+
+    def _context_menu(self, pos) -> None:
+        item = self.list.itemAt(pos)
+        if item is None:
+            return
+        self.list.setCurrentItem(item)
+        menu = QMenu(self)
+        menu.addAction(self.connect_button.text(), self._connect_clicked)
+        menu.addSeparator()
+        for act in self.actions.values():
+            if act.isVisible():
+                menu.addAction(act)
+        menu.exec(self.list.viewport().mapToGlobal(pos))

@@ -1,0 +1,98 @@
+"""The welcome page: what the window shows before any connection is open, one tile per platform."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from ui.common.labels import PLATFORM_COLORS
+
+# What a first-time user reads on each tile: who it is for, in the platform's own words.
+TILE_TEXT = {
+    "tts": "The Things Network and The Things Industries: uplinks, joins and downlinks of an application.",
+    "tektelic": "Tektelic KonaServer's MQTT_V2 integration. Paste the integration's JSON to skip the typing.",
+    "akenza": "akenza device connector: the console is the device, with its JWT or uplink secret.",
+    "thingpark": "Actility ThingPark's MQTT connection. Paste the connection's JSON to skip the typing.",
+    "drogue": "Drogue Cloud's MQTT integration: CloudEvents, structured or binary.",
+}
+
+
+class _Tile(QFrame):
+    clicked = Signal()
+
+    def __init__(self, title: str, text: str, color: str, button: str, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("tile")
+        self.setStyleSheet(
+            f"QFrame#tile {{ border: 1px solid palette(mid); border-left: 5px solid {color}; border-radius: 4px; }}"
+        )
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        name = QLabel(f"<b>{title}</b>")
+        body = QLabel(text)
+        body.setWordWrap(True)
+        body.setObjectName("hint")
+        self.button = QPushButton(button)
+        self.button.clicked.connect(self.clicked.emit)
+        lay = QVBoxLayout(self)
+        lay.addWidget(name)
+        lay.addWidget(body, 1)
+        lay.addWidget(self.button, 0, Qt.AlignmentFlag.AlignLeft)
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit()
+        super().mouseReleaseEvent(event)
+
+
+class WelcomePage(QWidget):
+    platform_chosen = Signal(str)  # the wizard of that platform ("generic": any MQTT broker)
+    quick_raw = Signal()
+    demo = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        from app import platforms
+
+        heading = QLabel("<h2>Connect to your devices</h2>")
+        intro = QLabel(
+            "Choose your network server or platform: the console asks for exactly what it needs, checks it "
+            "against a real connection, and keeps it (secrets in your system's keyring). Saved connections "
+            "appear on the left and open with a double-click."
+        )
+        intro.setWordWrap(True)
+        intro.setObjectName("hint")
+        grid = QGridLayout()
+        grid.setSpacing(10)
+        self.tiles: dict[str, _Tile] = {}
+        names = [p.name for p in platforms.available() if p.name != "generic"]
+        for i, name in enumerate(names):
+            p = platforms.get(name)
+            tile = _Tile(p.label, TILE_TEXT.get(name, p.description), PLATFORM_COLORS.get(name, "#57606a"), "Set up…")
+            tile.clicked.connect(lambda n=name: self.platform_chosen.emit(n))
+            self.tiles[name] = tile
+            grid.addWidget(tile, i // 3, i % 3)
+        generic = _Tile(
+            "Any MQTT broker",
+            "Mosquitto, HiveMQ, EMQX … with TLS, client certificates and websockets: a raw message log, "
+            "subscriptions and a publish box.",
+            PLATFORM_COLORS["generic"],
+            "Quick connect",
+        )
+        generic.clicked.connect(self.quick_raw.emit)
+        self.tiles["raw"] = generic
+        n = len(names)
+        grid.addWidget(generic, n // 3, n % 3)
+        for c in range(3):
+            grid.setColumnStretch(c, 1)
+        box = QWidget()
+        box.setMaximumWidth(1000)
+        inner = QVBoxLayout(box)
+        inner.addWidget(heading)
+        inner.addWidget(intro)
+        inner.addSpacing(8)
+        inner.addLayout(grid)
+        inner.addStretch(1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(24, 16, 24, 16)
+        lay.addWidget(box, 0, Qt.AlignmentFlag.AlignHCenter)
+        lay.addStretch(1)
