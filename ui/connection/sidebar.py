@@ -198,7 +198,7 @@ class ConnectionSidebar(QWidget):
         lay.setContentsMargins(6, 6, 0, 6)
         lay.addLayout(head)
         lay.addWidget(self.list, 1)
-        lay.addWidget(self.empty_hint)
+        lay.addWidget(self.empty_hint, 1)
         lay.addLayout(buttons)
         self._update_buttons()
 
@@ -221,6 +221,7 @@ class ConnectionSidebar(QWidget):
             self.list.addItem(item)
         self.list.blockSignals(False)
         self.empty_hint.setVisible(not entries)
+        self.list.setVisible(bool(entries))
         if current is not None and current in self._entries:
             self.select(current, emit=False)
         self._update_buttons()

@@ -27,10 +27,13 @@ class _Tile(QFrame):
             f"QFrame#tile {{ border: 1px solid palette(mid); border-left: 5px solid {color}; border-radius: 4px; }}"
         )
         self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setMinimumWidth(240)
         name = QLabel(f"<b>{title}</b>")
         body = QLabel(text)
         body.setWordWrap(True)
-        body.setObjectName("hint")
+        body.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        # Word-wrapped labels in a grid get the height of one line unless told: room for four.
+        body.setMinimumHeight(body.fontMetrics().lineSpacing() * 4 + 4)
         self.button = QPushButton(button)
         self.button.clicked.connect(self.clicked.emit)
         lay = QVBoxLayout(self)
@@ -60,7 +63,6 @@ class WelcomePage(QWidget):
             "appear on the left and open with a double-click."
         )
         intro.setWordWrap(True)
-        intro.setObjectName("hint")
         grid = QGridLayout()
         grid.setSpacing(10)
         self.tiles: dict[str, _Tile] = {}
