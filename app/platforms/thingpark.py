@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import orjson
 
@@ -759,6 +761,47 @@ class ThingParkPlatform(Platform):
             websocket_path=profile["websocket_path"] or "/mqtt",
         )
 
+    def profile_from_connection_config(self, doc: dict, pem_dir: str | os.PathLike | None = None) -> dict:
+        """A profile from the MQTT connection's REST body (POST /connections) or its `configuration`.
+
+        The certificate, private key and trusted CA arrive as PEM text; they are saved in `pem_dir`
+        (the key readable by the owner only), because the console reads them from files. The
+        password comes back in the profile like every other value: the caller keeps it out of
+        anything saved (app.profiles puts it in the keyring)."""
+        if not isinstance(doc, dict):
+            raise ProfileError("The ThingPark connection must be a JSON object.")
+        connector = doc.get("connectorId")
+        if connector is not None and (not isinstance(connector, str) or "mqtt" not in connector.lower()):
+            raise ProfileError(
+                f"This is a connection of the {_clip(connector, 40)} connector; the console imports MQTT "
+                "connections (connectorId actility-mqtt-iot)."
+            )
+        config = doc.get("configuration", doc)
+        if not isinstance(config, dict):
+            raise ProfileError("The connection's 'configuration' must be a JSON object.")
+        if not config.get("hostName"):
+            raise ProfileError("The ThingPark connection has no hostName; it must be host:port.")
+        profile = self.defaults()
+        for key, name in _CONNECTION_KEYS.items():
+            value = config.get(key)
+            if value is None or value == "":
+                continue
+            try:
+                if key == "hostName":
+                    split_host_name(value)
+                if key in ("uplinkTopicPattern", "downlinkTopicPattern"):
+                    compile_topic_pattern(value, "uplink topic pattern" if key[0] == "u" else "downlink topic pattern")
+                if key == "protocol" and isinstance(value, str):
+                    value = value.strip().upper()
+                profile[name] = self.field(name).check(value)
+            except ProfileError as exc:
+                raise ProfileError(f"In the ThingPark connection, {key} is refused: {_lower_first(exc)}") from None
+        try:
+            profile.update(_save_connection_pem_files(config, pem_dir))
+            return self.validate(profile)
+        except ProfileError as exc:
+            raise ProfileError(f"In the ThingPark connection, {_lower_first(exc)}") from None
+
     def parse(self, topic: str, payload: bytes, properties: dict | None = None) -> list[Event]:
         doc = load_json_object(payload, MESSAGE_NAME)
         body = doc.get("DevEUI_uplink", _MISSING)
@@ -864,6 +907,57 @@ def downlink_correlation_id(request: DownlinkRequest) -> str:
     if len(value) != 16 or not is_hex(value):
         raise EncodeError(f"The CorrelationID {value!r} must be 16 hex digits (a 64-bit number in hex).")
     return value.upper()
+
+
+# ----- importing a connection body (POST /connections) ------------------------------------------
+
+_CONNECTION_KEYS = {
+    "hostName": "host_name",
+    "protocol": "protocol",
+    "username": "username",
+    "password": "password",
+    "uplinkTopicPattern": "uplink_topic_pattern",
+    "downlinkTopicPattern": "downlink_topic_pattern",
+    "connectionTimeout": "connection_timeout_ms",
+    "actionTimeout": "action_timeout_ms",
+}
+# (keys, profile field, file name); ThingPark spells the CA key trustedCaCertficate.
+_CONNECTION_PEM_KEYS = (
+    (("trustedCaCertficate", "trustedCaCertificate"), "ca_file", "thingpark-ca.pem"),
+    (("certificate",), "cert_file", "thingpark-client-cert.pem"),
+    (("privateKey",), "key_file", "thingpark-client-key.pem"),
+)
+
+
+def _save_connection_pem_files(config: dict, pem_dir) -> dict:
+    paths = {}
+    for keys, name, filename in _CONNECTION_PEM_KEYS:
+        key = next((k for k in keys if config.get(k)), None)
+        if key is None:
+            continue
+        text = config[key]
+        if not isinstance(text, str) or "-----BEGIN" not in text:
+            raise ProfileError(f"{key} is not PEM text (-----BEGIN …).")
+        if pem_dir is None:
+            raise ProfileError(
+                f"the connection carries {key} as text; choose a folder to save it in, or save it to a file "
+                "yourself and choose that file."
+            )
+        path = Path(pem_dir) / filename
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text if text.endswith("\n") else text + "\n")
+        except OSError as exc:
+            raise ProfileError(f"{key} cannot be saved to {path} ({exc.strerror}).") from None
+        paths[name] = str(path)
+    return paths
+
+
+def _lower_first(exc: Exception) -> str:
+    text = str(exc)
+    return text[:1].lower() + text[1:]
 
 
 PLATFORM = ThingParkPlatform()
