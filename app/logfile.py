@@ -32,8 +32,8 @@ def log_dir() -> Path:
     return Path(user_log_dir("uplink-console", appauthor=False))
 
 
-def log_path() -> Path:
-    return log_dir() / LOG_NAME
+def log_path(name: str = LOG_NAME) -> Path:
+    return log_dir() / name
 
 
 class _Handler(logging.handlers.RotatingFileHandler):
@@ -86,15 +86,15 @@ class LogFile:
 _installed: list[tuple[logging.Handler, int]] = []
 
 
-def install(verbose: bool = False) -> LogFile:
+def install(verbose: bool = False, name: str = LOG_NAME) -> LogFile:
     """Makes the log file the root logger's only destination of ours (replacing an earlier one)."""
     uninstall()
     root = logging.getLogger()
     try:
-        path = log_path()
+        path = log_path(name)
         handler: logging.Handler = _Handler(path)
     except Exception as exc:  # e.g. no home folder to put the log in
-        path = Path(os.environ.get(LOG_DIR_ENV) or "~") / LOG_NAME
+        path = Path(os.environ.get(LOG_DIR_ENV) or "~") / name
         handler = logging.NullHandler()
         handler.error = exc  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter(FORMAT))

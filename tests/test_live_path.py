@@ -374,8 +374,17 @@ def test_history_thread_survives_a_writer_that_raises_and_never_blocks_the_strea
     assert history.dropped_rows > 0
     assert any(key == "history-behind" and "falling behind" in text for key, text in notices), notices
     release.set()
-    history.close()
+    deadline = time.monotonic() + 10
+    while not any("missed" in text for _, text in notices) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert any(key == "history-behind" and "missed" in text for key, text in notices), notices
+    # Caught up: later batches do not say it again.
+    said = len(notices)
+    for _ in range(5):
+        history.put(*batch(10))
+        time.sleep(0.05)
+    history.close()
+    assert len(notices) == said, notices[said:]
 
 
 # ----- verification off is visible -----------------------------------------------------------
@@ -413,6 +422,71 @@ def test_connection_without_certificate_checks_is_marked_in_the_window(qtbot, lo
         assert "not verified" not in window.state_label.text()
         window.disconnect()
         await until(lambda: window.bridge.last_state.state == "disconnected")
+
+    loop.run_until_complete(scenario())
+    window.close()
+
+
+def test_a_stopped_engine_never_blocks_a_caller_and_is_reported(tmp_path):
+    """A large call to an engine that does not read its pipe returns at once (a writer thread
+    sends), and the watchdog still reports the engine."""
+    from app.mqtt.process import EngineGone, EngineProcess
+
+    lost = []
+    engine = EngineProcess(on_lost=lost.append, heartbeat_timeout=2.0)
+    try:
+        fut = engine.call("wait_connected", 0, 0.1)  # the engine answers: it is alive
+        fut.exception(10)
+        os.kill(engine.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        big = engine.call("publish", 1, "t", b"x" * (4 * 1024 * 1024), {})
+        assert time.monotonic() - t0 < 0.5
+        deadline = time.monotonic() + 10
+        while not lost and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lost and "stopped answering" in lost[0], lost
+        assert isinstance(big.exception(5), EngineGone)
+    finally:
+        engine.close()
+    assert engine.process.exitcode is not None
+
+
+def test_rows_keep_unique_ids_and_runtime_subscriptions_survive_an_engine_restart(
+    qtbot, loop, broker, topic, tmp_path, monkeypatch
+):
+    from app.mqtt.config import Subscription, parse_url
+    from app.store import NONE_INT
+    from tests.test_session import publish_with_paho
+    from ui.main_window import MainWindow
+
+    monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path))
+    profile, config = tts_connection(broker)
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.heartbeat_timeout = 2.0
+
+    async def scenario():
+        tts = window.connect_platform("tts", profile, config)
+        raw = window.connect_with(parse_url(broker.url("plain"), subscriptions=(Subscription(topic + "/a", 0),)))
+        await until(lambda: tts.bridge.connected and raw.bridge.connected)
+        raw.add_subscription(Subscription(topic + "/b", 0))  # at runtime
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(publish_uplinks, broker.ports.plain, 20000, 20)
+        await until(lambda: len(tts.workspace.store) == 20000, 60)
+        # Killed while its history may still be behind the table.
+        os.kill(tts.bridge.engine.pid, signal.SIGKILL)
+        os.kill(raw.bridge.engine.pid, signal.SIGKILL)
+        await until(lambda: tts.notices.text("engine") is not None and raw.notices.text("engine") is not None, 15)
+        await until(lambda: tts.bridge.connected and raw.bridge.connected, 20)
+        await asyncio.to_thread(publish_uplinks, broker.ports.plain, 200, 20)
+        await until(lambda: len(tts.workspace.store) == 20200, 15)
+        ids = [i for i in tts.workspace.store.cols["id"] if i != NONE_INT]
+        assert len(ids) == len(set(ids)), "an id names two rows"
+        await asyncio.to_thread(publish_with_paho, broker.ports.plain, topic + "/b", [b"after the restart"])
+        await until(lambda: any(m.payload == b"after the restart" for m in raw.log_model.rows), 10)
+        tts.disconnect()
+        raw.disconnect()
+        await until(lambda: tts.last_change.state == "disconnected" and raw.last_change.state == "disconnected")
 
     loop.run_until_complete(scenario())
     window.close()

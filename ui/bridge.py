@@ -44,6 +44,9 @@ class SessionBridge(QObject):
         self.engine: EngineProcess | EngineThread | None = None  # started at the first connect
         self.session: BackgroundSession | ProcessSession | None = None
         self.heartbeat_timeout: float | None = None  # None: EngineProcess's default
+        # () -> the lowest history id a new session may hand out (the owner's table holds the ids
+        # below it); None: the history file decides.
+        self.id_floor = None
         self.buffer = MessageBuffer()
         self.last_state: StateChange | None = None
         self.restarts: list[float] = []  # monotonic times the engine was replaced
@@ -117,7 +120,16 @@ class SessionBridge(QObject):
 
     def _process_session(self, history_rows: int) -> ProcessSession:
         config, platform, profile, history_name, retention = self._session_args
-        return ProcessSession(
+        session: ProcessSession | None = None
+
+        def on_notice(key: str, text) -> None:
+            # A session being replaced (its history draining) must not speak for the new one.
+            if session is self.session:
+                self._notice_from_engine.emit(key, text)
+            else:
+                log.info("notice of an earlier session: %s %s", key, text)
+
+        session = ProcessSession(
             self.engine,
             config,
             on_batch=self.buffer.push_many if platform is None else self.buffer.push,
@@ -126,9 +138,11 @@ class SessionBridge(QObject):
             profile=profile,
             history_name=history_name,
             history_rows=history_rows,
-            on_notice=self._notice_from_engine.emit,
+            on_notice=on_notice,
             retention=retention,
+            first_id=self.id_floor() if self.id_floor is not None else 0,
         )
+        return session
 
     def _replace_engine(self, engine: EngineProcess, sentence: str) -> None:
         """On the GUI thread: the engine `engine` is lost; start another and resume the session."""
@@ -150,13 +164,20 @@ class SessionBridge(QObject):
             self.notice.emit("engine", sentence)
             self._on_event_state(StateChange(SessionState.FAILED, error=sentence))
             return
-        sentence += " It was started again and the connection resumed."
-        self.notice.emit("engine", sentence)
-        self._on_event_state(StateChange(SessionState.RECONNECTING, error=sentence))
+        resumed = f"{sentence} It was started again and the connection resumed."
+        self.notice.emit("engine", resumed)
+        self._on_event_state(StateChange(SessionState.RECONNECTING, error=resumed))
         self.engine = self._new_engine()
-        self.session = self._process_session(0)  # the table already shows the past
+        self.session = session = self._process_session(0)  # the table already shows the past
 
-        spawn(self.session.start(), lambda text: self.notice.emit("engine", f"{sentence} Restarting failed: {text}"))
+        def failed(text: str) -> None:
+            failure = f"{sentence} Starting it again failed: {text} Connect again to retry."
+            if self.session is session:
+                self.session = None
+            self.notice.emit("engine", failure)
+            self._on_event_state(StateChange(SessionState.FAILED, error=failure))
+
+        spawn(self.session.start(), failed)
 
     async def disconnect_from(self) -> None:
         session, self.session = self.session, None
@@ -166,12 +187,23 @@ class SessionBridge(QObject):
             except EngineGone:
                 pass  # nothing left to stop
 
+    def _remember_subscriptions(self, change) -> None:
+        """Keeps the settings a resumed session starts with in step with runtime (un)subscribes."""
+        if self._session_args is None:
+            return
+        config, *rest = self._session_args
+        subs = {s.topic: s for s in config.subscriptions}
+        change(subs)
+        self._session_args = (config.replace(subscriptions=tuple(subs.values())), *rest)
+
     async def subscribe(self, sub: Subscription) -> None:
         if self.session is None:
             raise RuntimeError("Connect first.")
+        self._remember_subscriptions(lambda subs: subs.__setitem__(sub.topic, sub))
         await self.session.subscribe(sub)
 
     async def unsubscribe(self, topic: str) -> None:
+        self._remember_subscriptions(lambda subs: subs.pop(topic, None))
         if self.session is not None:
             await self.session.unsubscribe(topic)
 

@@ -38,6 +38,8 @@ HISTORY_NICENESS = 15  # the history thread yields to the receive loop (Linux)
 HISTORY_BACKLOG_ROWS = 300_000
 HEARTBEAT_INTERVAL = 1.0  # seconds between the window's pings of its engine
 HEARTBEAT_TIMEOUT = 10.0  # an engine silent this long is stopped and started again
+ENGINE_LOG_NAME = "uplink-console-engine.log"
+PREVIOUS_WRITER_WAIT = 30.0  # seconds a new session waits for the last one's history to finish
 MAX_BATCH = 4000  # send early when this many items are waiting
 
 
@@ -54,7 +56,8 @@ def engine_main(conn) -> None:
     # window shows sentences (notices, states), never a traceback on the terminal.
     from app import logfile
 
-    logfile.install(verbose=bool(os.environ.get("UPLINK_CONSOLE_DEBUG")))
+    # A file of its own: two processes rotating one file would push each other's lines away.
+    logfile.install(verbose=bool(os.environ.get("UPLINK_CONSOLE_DEBUG")), name=ENGINE_LOG_NAME)
     if hasattr(os, "nice"):
         # When both cores are busy the window's repaints come first: a frozen window is worse
         # than a batch arriving a few milliseconds later (the engine has headroom, see bench).
@@ -96,6 +99,8 @@ class _HistoryThread:
         self.queued_rows = 0  # counted by the engine's loop only
         self.taken_rows = 0  # counted by this thread only
         self.dropped_rows = 0
+        self.behind = False  # rows are being dropped now (set by put, cleared by the thread)
+        self.last_id = 0  # the largest id queued (a later session of the same history starts above it)
         self.thread = threading.Thread(target=self._main, name="engine-history", daemon=True)
         self.thread.start()
 
@@ -153,7 +158,8 @@ class _HistoryThread:
             if writer is None:
                 continue
             writer = self._write(writer, rows, raws)
-            if self.dropped_rows and self.queued_rows == self.taken_rows:
+            if self.behind and self.queued_rows == self.taken_rows:
+                self.behind = False  # one notice per episode: caught up
                 self.notify(
                     "history-behind",
                     f"History missed {self.dropped_rows:,} rows while it was behind (the disk was slower than "
@@ -217,7 +223,8 @@ class _HistoryThread:
         if self.failed is not None:
             return
         if self.queued_rows - self.taken_rows > HISTORY_BACKLOG_ROWS:
-            first = not self.dropped_rows
+            first = not self.behind
+            self.behind = True
             self.dropped_rows += len(rows)
             if first:
                 self.notify(
@@ -227,6 +234,9 @@ class _HistoryThread:
                 )
             return
         self.queued_rows += len(rows)
+        last = rows[-1][0]
+        if last is not None:
+            self.last_id = last
         self.queue.put((rows, raws))
 
     def close(self) -> None:
@@ -314,6 +324,7 @@ async def _serve(conn) -> None:
     threading.Thread(target=read_commands, name="engine-commands", daemon=True).start()
     sessions: dict[int, MqttSession] = {}
     channels: dict[int, _Channel] = {}
+    histories: dict[str, _HistoryThread] = {}  # the latest writer of each history file
 
     def flush(ch: _Channel) -> None:
         items = ch.items
@@ -420,14 +431,39 @@ async def _serve(conn) -> None:
             log.exception("history could not be loaded")
             send(("notice", sid, "history-read", f"The history of this connection could not be read ({exc!r})."))
 
-    async def start(sid: int, config, platform_name, profile, history_name, history_rows, retention=None) -> None:
+    async def start(
+        sid: int, config, platform_name, profile, history_name, history_rows, retention=None, first_id: int = 0
+    ) -> None:
+        """first_id: the lowest history id this session may hand out (the window already holds
+        rows up to it, e.g. from an engine that was replaced before its history caught up)."""
         history = None
         if platform_name and history_name:
+            previous = histories.get(history_name)
+            if previous is not None and previous.thread.is_alive():
+                # The last session of this history is still writing its backlog: one writer per file.
+                await loop.run_in_executor(None, previous.thread.join, PREVIOUS_WRITER_WAIT)
+            if previous is not None:
+                first_id = max(first_id, previous.last_id + 1)
             if history_rows:
                 await loop.run_in_executor(None, load_history, sid, history_name, history_rows)
-            history = _HistoryThread(history_name, lambda key, text: send(("notice", sid, key, text)), retention)
-            await loop.run_in_executor(None, history.ready.wait, 10)
+            if previous is not None and previous.thread.is_alive():
+                send(
+                    (
+                        "notice",
+                        sid,
+                        "history",
+                        "History is off for this connection: the previous connection to it is still saving its "
+                        "backlog. New rows are shown but not saved; connect again in a minute.",
+                    )
+                )
+            else:
+                history = histories[history_name] = _HistoryThread(
+                    history_name, lambda key, text: send(("notice", sid, key, text)), retention
+                )
+                await loop.run_in_executor(None, history.ready.wait, 10)
         ch = channels[sid] = _Channel(sid, bool(platform_name), history)
+        if ch.next_id is not None and first_id > ch.next_id:
+            ch.next_id = first_id
         on_message, on_state = make_sinks(ch, platform_name, profile or {})
         credentials = None
         if platform_name:
@@ -516,7 +552,12 @@ class EngineProcess:
         self.process = ctx.Process(target=engine_main, args=(child_conn,), name="uplink-engine", daemon=True)
         self.process.start()
         child_conn.close()
-        self._send_lock = threading.Lock()
+        # Every message to the engine goes through one writer thread: a caller (the GUI thread)
+        # never blocks on a pipe that a stopped engine does not read.
+        import queue
+
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write, name="engine-writer", daemon=True)
         self._calls: dict[int, concurrent.futures.Future] = {}
         self._ids = itertools.count(1)
         self._sinks: dict[int, tuple[Callable, Callable, Callable | None]] = {}
@@ -532,6 +573,7 @@ class EngineProcess:
         atexit.register(self._exiting)
         self._reader = threading.Thread(target=self._read, name="engine-reader", daemon=True)
         self._reader.start()
+        self._writer.start()
         self._watchdog = threading.Thread(target=self._watch, name="engine-watchdog", daemon=True)
         self._watchdog.start()
 
@@ -554,9 +596,28 @@ class EngineProcess:
         self._sinks.pop(sid, None)
 
     def _send(self, msg) -> None:
-        # A full pipe to a stopped engine would block the caller: the watchdog reports it instead.
-        with self._send_lock:
-            self._conn.send(msg)
+        self._outbox.put(msg)
+
+    def _write(self) -> None:
+        while True:
+            msg = self._outbox.get()
+            if msg is None:
+                return
+            try:
+                self._conn.send(msg)
+            except (OSError, EOFError, ValueError) as exc:
+                if msg[1] != "ping":
+                    self._fail(msg[0], EngineGone(self.lost or f"The connection engine has stopped ({exc})."))
+                if self._closing or self.lost:
+                    return
+
+    def _fail(self, call_id: int, exc: Exception) -> None:
+        fut = self._calls.pop(call_id, None)
+        if fut is not None:
+            try:
+                fut.set_exception(exc)
+            except concurrent.futures.InvalidStateError:
+                pass
 
     def call(self, op: str, *args) -> concurrent.futures.Future:
         fut: concurrent.futures.Future = concurrent.futures.Future()
@@ -565,31 +626,30 @@ class EngineProcess:
             return fut
         call_id = next(self._ids)
         self._calls[call_id] = fut
-        try:
-            self._send((call_id, op, *args))
-        except (OSError, EOFError, ValueError) as exc:
-            self._calls.pop(call_id, None)
-            fut.set_exception(EngineGone(f"The connection engine has stopped ({exc}); restart the console."))
+        self._send((call_id, op, *args))
         return fut
 
     async def run(self, op: str, *args):
         return await asyncio.wrap_future(self.call(op, *args))
 
     def _watch(self) -> None:
+        last_tick = time.monotonic()
         while not self._stop_watch.wait(HEARTBEAT_INTERVAL):
             if self._closing:
                 return
             if self._closed or not self.process.is_alive():
                 self._lose_ended()
                 return
-            silent = time.monotonic() - self.last_answer
+            now = time.monotonic()
+            if now - last_tick > 3 * HEARTBEAT_INTERVAL:
+                # This process itself was stopped (Ctrl+Z, a paused VM): the engine's silence is ours.
+                self.last_answer = now
+            last_tick = now
+            silent = now - self.last_answer
             if silent > self.heartbeat_timeout:
                 self._lose(f"The connection engine stopped answering for {silent:.0f} s.")
                 return
-            try:
-                self._send((next(self._ids), "ping"))
-            except (OSError, EOFError, ValueError):
-                pass  # the process check above reports it
+            self._send((next(self._ids), "ping"))
 
     def _lose_ended(self) -> None:
         self.process.join(1)
@@ -602,10 +662,10 @@ class EngineProcess:
             return
         self.lost = sentence
         log.warning("%s", sentence)
-        for fut in list(self._calls.values()):
-            if not fut.done():
-                fut.set_exception(EngineGone(sentence))
-        self._calls.clear()
+        if self.process.is_alive():
+            self.process.kill()  # a writer blocked on the pipe then fails at once
+        for call_id in list(self._calls):
+            self._fail(call_id, EngineGone(sentence))
         if self.on_lost is not None:
             try:
                 self.on_lost(sentence)
@@ -636,33 +696,34 @@ class EngineProcess:
                 elif kind == "reply":
                     _, call_id, ok, value = msg
                     fut = self._calls.pop(call_id, None)
-                    if fut is None or fut.done():
+                    if fut is None:
                         continue
-                    if ok:
-                        fut.set_result(value)
-                    else:
-                        fut.set_exception(_rebuild_error(*value))
+                    try:
+                        if ok:
+                            fut.set_result(value)
+                        else:
+                            fut.set_exception(_rebuild_error(*value))
+                    except concurrent.futures.InvalidStateError:
+                        pass  # failed meanwhile (the engine was declared lost)
             except Exception:  # noqa: BLE001 - a sink's failure must not stop every other message
                 log.exception("engine message %r could not be delivered", kind)
         self._closed = True
         if not self._closing:
             self._lose_ended()
-        for fut in self._calls.values():
-            if not fut.done():
-                fut.set_exception(EngineGone(self.lost or "The connection engine has stopped; restart the console."))
-        self._calls.clear()
+        for call_id in list(self._calls):
+            self._fail(call_id, EngineGone(self.lost or "The connection engine has stopped; restart the console."))
 
     def close(self, timeout: float = 3.0) -> None:
         self._closing = True
         self._stop_watch.set()
         atexit.unregister(self._exiting)
         if not self._closed and not self.lost:
-            try:
-                self._send((0, "exit"))
-            except (OSError, EOFError, ValueError):
-                pass
+            self._send((0, "exit"))
+        self._outbox.put(None)
         if self.lost:
             timeout = 0  # it does not answer: no goodbye to wait for
+        else:
+            self._writer.join(timeout)
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()  # SIGKILL also ends a stopped (SIGSTOP) process
@@ -698,6 +759,7 @@ class ProcessSession:
         history_rows: int = 0,
         on_notice: Callable[[str, str | None], None] | None = None,
         retention=None,
+        first_id: int = 0,
     ) -> None:
         """history_name: keep every event in that profile's SQLite history (platform sessions),
         first sending up to history_rows of its newest rows as batches."""
@@ -708,6 +770,7 @@ class ProcessSession:
         self.history_name = history_name
         self.history_rows = history_rows
         self.retention = retention  # app.history.Retention, or None for its defaults
+        self.first_id = first_id  # the lowest history id this session may hand out
         self.id = engine.new_session_id()
         engine.register(self.id, on_batch, on_state, on_notice)
 
@@ -721,6 +784,7 @@ class ProcessSession:
             self.history_name,
             self.history_rows,
             self.retention,
+            self.first_id,
         )
 
     async def stop(self) -> None:

@@ -48,6 +48,9 @@ class _NoticeRow(QFrame):
         lay.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
 
     def show_notice(self, text: str, level: str, dismissable: bool) -> None:
+        if getattr(self, "shown", None) == (text, level, dismissable):
+            return  # the same again: no restyle (a repeated notice costs nothing)
+        self.shown = (text, level, dismissable)
         self.level = level
         size = self.fontMetrics().height()
         self.mark.setPixmap(self.style().standardIcon(_ICON[level]).pixmap(size, size))

@@ -84,6 +84,8 @@ class ConnectionPage(QWidget):
             self._build_raw(lay)
         else:
             self._build_platform(lay)
+        if self.workspace is not None:
+            self.bridge.id_floor = self._id_floor
         self.bridge.state_changed.connect(self._on_state)
         self.bridge.notice.connect(self.show_notice)
         self.bridge.messages_arrived.connect(self._on_batches)
@@ -297,6 +299,15 @@ class ConnectionPage(QWidget):
         if self.config is not None:
             mark = " · ⚠ not verified" if verification_notice(self.config) else ""
             self.summary.setText(f"{label} · {self.config.describe()}{mark}")
+
+    def _id_floor(self) -> int:
+        """One above the largest history id this page's table holds: a new session (a reconnect,
+        a restarted engine) never hands out an id that already names a row here."""
+        from app.store import NONE_INT
+
+        ids = self.workspace.store.cols["id"]
+        top = max(ids, default=NONE_INT)
+        return top + 1 if top != NONE_INT else 0
 
     # ----- reading
     def rows_in_tables(self) -> tuple[int, float | None, float | None]:
