@@ -251,12 +251,14 @@ class MainWindow(QMainWindow):
             self.setWindowTitle("Uplink Console")
 
     def refresh_sidebar(self) -> None:
+        from app.profiles import broker_of
+
         entries = []
         saved_ids = set()
         if self._profiles is not None or _profiles_exist():
             for p in self.profile_store.profiles():
                 saved_ids.add(p.id)
-                entries.append(Entry(p.id, p.name, p.platform, _broker_of(p)))
+                entries.append(Entry(p.id, p.name, p.platform, broker_of(p)))
         for key, page in self.pages.items():
             if key not in saved_ids:
                 broker = page.config.describe() if page.config is not None else "not connected"
@@ -583,16 +585,6 @@ class MainWindow(QMainWindow):
 def _state_text(change: StateChange) -> tuple[str, str]:
     text, color = STATE_STYLE[change.state]
     return ("" if change.state == SessionState.DISCONNECTED else text.rstrip("…")), color
-
-
-def _broker_of(profile) -> str:
-    from app import platforms
-
-    try:
-        platform = platforms.get(profile.platform)
-        return platform.connection(platform.validate(dict(profile.values))).describe()
-    except Exception:  # noqa: BLE001 - a profile missing a secret still has a place in the list
-        return str(profile.values.get("url") or profile.values.get("host") or profile.platform)
 
 
 def _profiles_exist() -> bool:
