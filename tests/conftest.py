@@ -14,6 +14,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # History files and settings of this run go to a temporary folder, never the user's.
 os.environ["UPLINK_CONSOLE_DATA_DIR"] = tempfile.mkdtemp(prefix="uplink-tests-data-")
 os.environ["UPLINK_CONSOLE_LOG_DIR"] = tempfile.mkdtemp(prefix="uplink-tests-log-")
+# Saved connections and their secrets too: a config folder of this run, and keyrings.alt's file
+# keyring (a real backend) in a folder of this run, for this process and every one it starts.
+os.environ["UPLINK_CONSOLE_CONFIG_DIR"] = tempfile.mkdtemp(prefix="uplink-tests-config-")
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
+os.environ["KEYRING_PROPERTY_FILE_PATH"] = str(Path(tempfile.mkdtemp(prefix="uplink-tests-keyring-")) / "keyring.cfg")
 
 
 @pytest.fixture(scope="session")
