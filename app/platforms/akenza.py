@@ -35,6 +35,7 @@ from app.platforms.base import (
     Platform,
     ProfileError,
     ProfileField,
+    assign_pages,
     body_problem,
     broker_fields,
     config_from_profile,
@@ -83,6 +84,10 @@ class AkenzaPlatform(Platform):
             "choice",
             default="jwt",
             choices=("jwt", "uplink-secret"),
+            choice_labels=(
+                "Device credentials: a JWT signed with the device's private key",
+                "Uplink secret: the device connector's id and secret",
+            ),
             help="jwt: device credentials, a token signed with the device's private key. "
             "uplink-secret: the device connector's id and secret.",
         ),
@@ -191,6 +196,34 @@ class AkenzaPlatform(Platform):
         _SHARED["clean_session"],
         _SHARED["ca_file"],
         _SHARED["verify_certificate"],
+    )
+    fields = assign_pages(
+        fields,
+        {
+            "device": (
+                "url",
+                "device_id",
+                "auth_mode",
+                "qos",
+                "mqtt_version",
+                "keepalive",
+                "clean_session",
+                "ca_file",
+                "verify_certificate",
+            ),
+            "jwt": (
+                "jwt_key_file",
+                "jwt_key_password",
+                "username",
+                "jwt_algorithm",
+                "token_lifetime_minutes",
+                "audience_base",
+                "include_sub",
+                "include_kid",
+            ),
+            "secret": ("connector_id", "uplink_secret", "client_id"),
+            "messages": ("uplink_subtopic", "content_type", "downlink_topic"),
+        },
     )
 
     def connection(self, profile: dict) -> ConnectionConfig:

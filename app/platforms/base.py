@@ -10,6 +10,7 @@ Profiles are plain dicts of field values (JSON-storable; secrets are resolved be
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -50,7 +51,29 @@ class ProfileField:
     help: str = ""  # from the platform's own docs
     required: bool = False
     placeholder: str = ""
-    advanced: bool = False  # shown under "Advanced" in the wizard
+    advanced: bool = False  # shown under "More options" on its wizard page
+    page: str = ""  # the wizard page that asks for it (app/wizard_flow.py names each platform's pages)
+    choice_labels: tuple[str, ...] = ()  # for a choice: how the wizard words each choice, same order
+
+    def choice_label(self, choice) -> str:
+        """How the wizard shows one of the choices (the choice itself when it has no label)."""
+        try:
+            return self.choice_labels[self.choices.index(choice)]
+        except (ValueError, IndexError):
+            return str(choice)
+
+    def range_text(self) -> str:
+        """The documented range of a number field in words ("1 to 100", "at least 1"), or ""."""
+        if self.kind not in ("int", "float"):
+            return ""
+        low, high = self.minimum, self.maximum
+        if low is not None and high is not None:
+            return f"{low:,g} to {high:,g}"
+        if low is not None:
+            return f"at least {low:,g}"
+        if high is not None:
+            return f"at most {high:,g}"
+        return ""
 
     def check(self, value):
         """Returns the value converted to the field's type; raises ProfileError with a sentence."""
@@ -544,6 +567,25 @@ def upper_hex(value) -> str | None:
     if not isinstance(value, str) or not value:
         return None
     return value.replace(":", "").replace("-", "").upper()
+
+
+def assign_pages(fields: tuple[ProfileField, ...], pages: dict[str, tuple[str, ...]]) -> tuple[ProfileField, ...]:
+    """The fields with each one's wizard page set from {page: (field names, ...)}; every field
+    gets exactly one page, and a name that is no field is a mistake (ValueError)."""
+    page_of: dict[str, str] = {}
+    for page, names in pages.items():
+        for name in names:
+            if name in page_of:
+                raise ValueError(f"Field {name!r} is on two wizard pages ({page_of[name]!r} and {page!r}).")
+            page_of[name] = page
+    known = {f.name for f in fields}
+    unknown = sorted(set(page_of) - known)
+    if unknown:
+        raise ValueError(f"No such field for a wizard page: {', '.join(unknown)}.")
+    missing = [f.name for f in fields if f.name not in page_of]
+    if missing:
+        raise ValueError(f"Fields without a wizard page: {', '.join(missing)}.")
+    return tuple(dataclasses.replace(f, page=page_of[f.name]) for f in fields)
 
 
 def broker_fields(

@@ -28,6 +28,7 @@ from app.platforms.base import (
     Platform,
     ProfileError,
     ProfileField,
+    assign_pages,
     body_problem,
     broker_fields,
     config_from_profile,
@@ -78,6 +79,11 @@ class DroguePlatform(Platform):
             "choice",
             default="api-key",
             choices=("anonymous", "token", "api-key"),
+            choice_labels=(
+                "Anonymous: only what anonymous users may read",
+                "OAuth2 access token",
+                "User name and API key",
+            ),
             help="anonymous: only what anonymous users may read. token: an OAuth2 access token (short-lived; "
             "enter a fresh one before connecting). api-key: your user name and an API key.",
         ),
@@ -106,6 +112,10 @@ class DroguePlatform(Platform):
             "choice",
             default="structured",
             choices=("structured", "binary"),
+            choice_labels=(
+                "Structured: the whole CloudEvent as JSON",
+                "Binary: the device's data, the attributes as MQTT 5 properties",
+            ),
             help="structured: the whole CloudEvent as JSON. binary (MQTT 5 only): the payload is the device's "
             "data and the CloudEvent attributes come as MQTT 5 user properties.",
         ),
@@ -131,6 +141,24 @@ class DroguePlatform(Platform):
         _SHARED["clean_session"],
         _SHARED["ca_file"],
         _SHARED["verify_certificate"],
+    )
+    fields = assign_pages(
+        fields,
+        {
+            "endpoint": (
+                "url",
+                "application",
+                "share_group",
+                "qos",
+                "client_id",
+                "keepalive",
+                "clean_session",
+                "ca_file",
+                "verify_certificate",
+            ),
+            "auth": ("auth_mode", "username", "api_key", "access_token", "token_as"),
+            "format": ("content_mode", "mqtt_version"),
+        },
     )
 
     def connection(self, profile: dict) -> ConnectionConfig:

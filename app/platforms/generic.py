@@ -12,6 +12,7 @@ from app.platforms.base import (
     OutgoingMessage,
     Platform,
     ProfileField,
+    assign_pages,
     broker_fields,
     config_from_profile,
 )
@@ -32,6 +33,14 @@ class GenericPlatform(Platform):
         ),
         ProfileField("qos", "QoS", "int", default=0, minimum=0, maximum=2),
         ProfileField("publish_topic", "Publish topic", help="Where downlinks/publishes go."),
+    )
+    fields = assign_pages(
+        fields,
+        {
+            "broker": ("url", "username", "password", "client_id", "mqtt_version", "keepalive", "clean_session"),
+            "topics": ("topics", "qos", "publish_topic"),
+            "tls": ("ca_file", "cert_file", "key_file", "key_password", "verify_certificate"),
+        },
     )
 
     def connection(self, profile: dict):

@@ -42,6 +42,7 @@ from app.platforms.base import (
     Platform,
     ProfileError,
     ProfileField,
+    assign_pages,
     json_type,
     load_json_object,
     tls_from_profile,
@@ -264,9 +265,29 @@ def _iso_from_text(text: str) -> str | None:
 # ----- the platform ---------------------------------------------------------------------------
 
 
+QOS_LABELS = (
+    "AT_MOST_ONCE (QoS 0: may be lost)",
+    "AT_LEAST_ONCE (QoS 1: may arrive twice)",
+    "EXACTLY_ONCE (QoS 2)",
+)
+MQTT_VERSION_LABELS = (
+    "Tektelic's default: 3.1.1, falling back to 3.1",
+    "MQTT_VERSION_3_1",
+    "MQTT_VERSION_3_1_1",
+    "MQTT 5 (this console only)",
+)
+
+
 def _qos_field(name: str, label: str, help_text: str, advanced: bool = False) -> ProfileField:
     return ProfileField(
-        name, label, "choice", default=DEFAULT_QOS, choices=QOS_NAMES, help=help_text, advanced=advanced
+        name,
+        label,
+        "choice",
+        default=DEFAULT_QOS,
+        choices=QOS_NAMES,
+        help=help_text,
+        advanced=advanced,
+        choice_labels=QOS_LABELS,
     )
 
 
@@ -325,6 +346,7 @@ class TektelicPlatform(Platform):
             "choice",
             default=DEFAULT_MQTT_VERSION,
             choices=MQTT_VERSION_CHOICES,
+            choice_labels=MQTT_VERSION_LABELS,
             advanced=True,
             help=(
                 "MQTT_VERSION_3_1 or MQTT_VERSION_3_1_1; by default 3.1.1 first, dropping back to 3.1 "
@@ -470,6 +492,41 @@ class TektelicPlatform(Platform):
                 "A name of a built-in template replaces it."
             ),
         ),
+    )
+    fields = assign_pages(
+        fields,
+        {
+            "broker": (
+                "host",
+                "port",
+                "ssl",
+                "token",
+                "password",
+                "client_id",
+                "integration_client_id",
+                "mqtt_version",
+                "clean_session",
+                "keep_alive_interval_s",
+                "connection_timeout_s",
+                "autoreconnect_interval_s",
+            ),
+            "topics": (
+                "push_topic",
+                "pull_topic",
+                "push_qos",
+                "pull_qos",
+                "push_retained",
+                "downlink_template",
+                "downlink_templates",
+            ),
+            "tls": ("ca_file", "cert_file", "key_file", "key_password", "verify_certificate"),
+            "integration": (
+                "max_inflight",
+                "pending_queue_max_size",
+                "integration_initialization_retry_interval_s",
+                "pending_queue_on_error_processing_retry_interval_s",
+            ),
+        },
     )
 
     # ----- profile

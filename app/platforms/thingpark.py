@@ -37,6 +37,7 @@ from app.platforms.base import (
     Platform,
     ProfileError,
     ProfileField,
+    assign_pages,
     broker_fields,
     config_from_profile,
     float_field,
@@ -624,6 +625,11 @@ class ThingParkPlatform(Platform):
             "choice",
             default="SSL",
             choices=("SSL", "WSS", "TCP"),
+            choice_labels=(
+                "SSL: MQTT over TLS (recommended)",
+                "WSS: MQTT over secure websockets",
+                "TCP: MQTT without encryption",
+            ),
             help="SSL: MQTT over TLS (recommended), WSS: MQTT over secure websockets, TCP: MQTT without encryption.",
         ),
         ProfileField("username", "Username", help="Login to access your MQTT broker."),
@@ -726,6 +732,26 @@ class ThingParkPlatform(Platform):
             help="Subscribes to the downlink topic pattern too, so every DevEUI_downlink published on the broker "
             "(this console's included) appears as an event row.",
         ),
+    )
+    fields = assign_pages(
+        fields,
+        {
+            "broker": (
+                "host_name",
+                "protocol",
+                "username",
+                "password",
+                "connection_timeout_ms",
+                "action_timeout_ms",
+                "websocket_path",
+                "client_id",
+                "mqtt_version",
+                "keepalive",
+                "clean_session",
+            ),
+            "topics": ("uplink_topic_pattern", "downlink_topic_pattern", "qos", "subscribe_downlinks"),
+            "tls": ("ca_file", "cert_file", "key_file", "key_password", "verify_certificate"),
+        },
     )
     topic_pattern_field = "downlink_topic_pattern"
 

@@ -34,6 +34,7 @@ from app.platforms.base import (
     Platform,
     ProfileError,
     ProfileField,
+    assign_pages,
     broker_fields,
     config_from_profile,
     first_out_of_range,
@@ -96,6 +97,61 @@ def normalize_priority(value) -> str:
     return name
 
 
+# ----- where The Things Stack runs ----------------------------------------------------------
+
+# The Things Network's public clusters, as the Console's cluster picker names them.
+TTN_CLUSTERS = {"eu1": "Europe", "nam1": "North America", "au1": "Australia"}
+TTN_TENANT = "ttn"  # The Things Network's tenant ID
+# The Things Stack Cloud: one address per tenant and region, <tenant>.<region>.cloud.thethings.industries.
+CLOUD_REGIONS = {"eu1": "Europe", "nam1": "North America", "au1": "Australia"}
+TTN_DOMAIN = "cloud.thethings.network"
+CLOUD_DOMAIN = "cloud.thethings.industries"
+TLS_PORT, PLAIN_PORT = 8883, 1883
+
+
+def ttn_host(cluster: str) -> str:
+    """eu1 -> eu1.cloud.thethings.network."""
+    return f"{cluster}.{TTN_DOMAIN}"
+
+
+def cloud_host(tenant: str, region: str) -> str:
+    """(my-company, eu1) -> my-company.eu1.cloud.thethings.industries."""
+    return f"{tenant}.{region}.{CLOUD_DOMAIN}"
+
+
+def deployment_of(host: str) -> tuple[str, str | None, str | None]:
+    """Which deployment a host is: ("eu1"|"nam1"|"au1", None, None) for a cluster of The Things
+    Network, ("cloud", tenant, region) for The Things Stack Cloud, ("custom", None, None) else."""
+    host = (host or "").strip().lower().rstrip(".")
+    cluster, _, domain = host.partition(".")
+    if domain == TTN_DOMAIN and cluster in TTN_CLUSTERS:
+        return cluster, None, None
+    tenant, _, rest = host.partition(".")
+    region, _, domain = rest.partition(".")
+    if domain == CLOUD_DOMAIN and tenant and region:
+        return "cloud", tenant, region
+    return "custom", None, None
+
+
+def check_id(value: str, what: str) -> None:
+    """ProfileError unless value is a valid The Things Stack ID (application or device)."""
+    _check_tts_id(value, what)
+
+
+def check_tenant(value: str) -> None:
+    """ProfileError for a tenant ID that cannot be part of the username and topics."""
+    if value and _TOPIC_BREAKING.intersection(value):
+        raise ProfileError(f"Tenant ID {value!r} may not contain spaces, /, +, # or @.")
+
+
+API_KEY_MISSING = "Enter the application's API key (NNSXS.…); The Things Stack does not accept connections without one."
+ONLY_311_QOS0_WHY = (
+    "The Things Stack's MQTT server speaks MQTT 3.1.1 with QoS 0 only, so this connection always uses "
+    "MQTT 3.1.1 and QoS 0: there is nothing to choose. A message missed while the console is away is not "
+    "delivered later."
+)
+
+
 # ----- profile -------------------------------------------------------------------------------
 
 
@@ -104,7 +160,7 @@ def _shared_field(name: str, **changes) -> ProfileField:
     return dataclasses.replace(shared[name], **changes)
 
 
-TTS_FIELDS = (
+_FIELDS = (
     ProfileField(
         "url",
         "MQTT server",
@@ -174,6 +230,14 @@ TTS_FIELDS = (
         ),
     ),
     _shared_field("verify_certificate"),
+)
+TTS_FIELDS = assign_pages(
+    _FIELDS,
+    {
+        "server": ("url", "ca_file", "client_id", "keepalive", "verify_certificate"),
+        "application": ("app", "tenant", "password"),
+        "traffic": ("device", "upstream", "downlink_priority"),
+    },
 )
 
 _ONLY_311_QOS0 = "The Things Stack's MQTT server supports only MQTT 3.1.1 and QoS 0"
@@ -629,8 +693,7 @@ class TtsPlatform(Platform):
                 raise ProfileError(f"The application ID names tenant {in_app!r} but the tenant ID is {tenant!r}.")
             tenant = in_app
         _check_tts_id(app, "Application ID")
-        if tenant and _TOPIC_BREAKING.intersection(tenant):
-            raise ProfileError(f"Tenant ID {tenant!r} may not contain spaces, /, +, # or @.")
+        check_tenant(tenant)
         device = (profile.get("device") or "").strip()
         if device:
             _check_tts_id(device, "Device ID")
@@ -639,9 +702,7 @@ class TtsPlatform(Platform):
     def connection(self, profile: dict) -> ConnectionConfig:
         p = self.validate(profile)
         if not p.get("password"):
-            raise ProfileError(
-                "Enter the application's API key (NNSXS.…); The Things Stack does not accept connections without one."
-            )
+            raise ProfileError(API_KEY_MISSING)
         uid = tts_username(p["app"], p["tenant"])
         device = p["device"] or "+"
         subscriptions = [
