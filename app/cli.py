@@ -1,8 +1,13 @@
-"""The headless commands: capture, decode, encode-downlink, bench. No Qt is imported here.
+"""The headless commands: capture, decode, encode-downlink, profile, bench. No Qt is imported here.
 
 Every failure is one line on stderr that says what is wrong; tracebacks and library log lines go
 to the log file only (app/logfile.py). Exit status: 0 done, 1 runtime failure (e.g. credentials
-refused), 2 bad input or usage, 3 internal error, 130 interrupted.
+refused, the keyring locked or missing, the profiles file not writable), 2 bad input or usage (an
+unknown saved connection included), 3 internal error, 130 interrupted.
+
+`profile …` manages saved connections (app/profiles.py; secrets in the keyring, app/secrets.py);
+`--profile NAME` on capture, on --smoke-test and on the window starts from a saved connection, and
+the connection options given with it override its values.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from app.platforms.base import MAX_BODY, DecodeError, DownlinkRequest, EncodeErr
 
 log = logging.getLogger("uplink_console")
 PASSWORD_ENV = "UPLINK_CONSOLE_PASSWORD"
-HEADLESS_COMMANDS = ("capture", "decode", "encode-downlink", "bench")
+HEADLESS_COMMANDS = ("capture", "decode", "encode-downlink", "profile", "bench")
 SECRET_FILE_LIMIT = 64 * 1024  # a password, token or key passphrase is a line of text
 TLS_FILE_LIMIT = 16 * 1024 * 1024  # the largest CA bundles are a few hundred KiB
 
@@ -55,6 +60,11 @@ def add_connection_options(p: argparse.ArgumentParser, platform: Platform | None
     g.add_argument("--mqtt-version", choices=[v.value for v in MqttVersion])
     g.add_argument("--insecure", action="store_true", help="do not verify the broker's certificate")
     g.add_argument("--platform", choices=platform_registry.NAMES, default=None)
+    g.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="start from a saved connection (`uplink-console profile list`); options given with it override it",
+    )
     if platform is not None:
         add_platform_options(p, platform, skip={a.dest for a in p._actions})
 
@@ -257,19 +267,51 @@ def _prog(args) -> str:
     return f"uplink-console {sub}" if sub else "uplink-console"
 
 
-def connection_from_args(args, *, warn: bool = True):
+def open_saved_profile(name: str, *, prog: str = "uplink-console"):
+    """(Profile, its values with the secrets from the keyring) for --profile NAME.
+
+    ProfileNotFound (a sentence naming close matches) when there is none; SecretError when the
+    keyring cannot be read. Prints the store's load problem, and the keyring's when the profile has
+    secrets that cannot be found there, as warnings on stderr."""
+    from app.profiles import ProfileStore
+    from app.secrets import SecretStore, resolve
+
+    store = ProfileStore()
+    if store.load_problem:
+        print(f"{prog}: warning: {store.load_problem}", file=sys.stderr, flush=True)
+    saved = store.get(name)
+    secrets = SecretStore()
+    if saved.secret_fields() and not secrets.available:
+        print(f"{prog}: warning: {secrets.problem}", file=sys.stderr, flush=True)
+    return saved, resolve(saved, secrets)
+
+
+def connection_from_args(args, *, warn: bool = True, saved=None):
     """(ConnectionConfig, platform or None, credentials provider or None, profile) from the options.
 
-    Refuses arguments that are not text and a password inside --url; with warn, prints one warning
-    line on stderr when the broker's certificate or host name will not be verified.
+    With --profile NAME (or `saved`, a (Profile, resolved values) pair) the saved connection's
+    values are the start and every option given overrides them. Refuses arguments that are not
+    text and a password inside --url; with warn, prints one warning line on stderr when the
+    broker's certificate or host name will not be verified.
     """
     check_text_arguments(args)
     _refuse_password_in_url(args.url)
+    base: dict = {}
+    if saved is None and getattr(args, "profile", None):
+        saved = open_saved_profile(args.profile, prog=_prog(args))
+    if saved is not None:
+        stored, base = saved
+        if getattr(args, "platform", None) and args.platform != stored.platform:
+            raise UsageError(
+                f"The saved connection {stored.name!r} is a {stored.platform} connection; "
+                f"leave out --platform {args.platform} or choose another profile."
+            )
+        args.platform = stored.platform
     platform = platform_registry.get(args.platform) if getattr(args, "platform", None) else None
     credentials = None
     profile: dict = {}
     if platform is not None:
-        profile = profile_from_args(args, platform)
+        profile = {**base, **profile_from_args(args, platform)}
         if args.url and "url" in {f.name for f in platform.fields}:
             profile["url"] = args.url
         # Into the profile, so the platform can refuse what it does not support (TTS: QoS 0 only).
@@ -464,6 +506,283 @@ def cmd_bench(args) -> int:
     raise UsageError("The benchmark opens the window offscreen: run it as `uplink-console bench ingest`.")
 
 
+# ----- profile: saved connections ----------------------------------------------------------
+
+IMPORT_FILE_LIMIT = 4 * 1024 * 1024  # a platform configuration body with its certificates is a few KiB
+
+
+class RuntimeFailure(Exception):
+    """A failure of the environment (keyring, disk): exit status 1 with this sentence."""
+
+
+def _stores(args, *, quiet: bool = False):
+    from app.profiles import ProfileStore
+    from app.secrets import SecretStore
+
+    store = ProfileStore()
+    if store.load_problem and not quiet:
+        print(f"{_prog(args)}: warning: {store.load_problem}", file=sys.stderr, flush=True)
+    return store, SecretStore()
+
+
+def _shown_value(value) -> str:
+    if value is None or value == "":
+        return "(empty)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str) and value.isprintable():
+        return value
+    return orjson.dumps(value).decode()
+
+
+def cmd_profile_list(args) -> int:
+    from app.profiles import broker_of
+
+    store, _secrets = _stores(args)
+    profiles = store.profiles()
+    out = _stdout()
+    if args.json:
+        for p in profiles:
+            line = {
+                "name": p.name,
+                "platform": p.platform,
+                "broker": broker_of(p),
+                "id": p.id,
+                "open_on_start": p.open_on_start,
+            }
+            out.write(orjson.dumps(line) + b"\n")
+        out.flush()
+        return 0
+    if not profiles:
+        print(
+            f"{_prog(args)}: there are no saved connections yet; save one in the window, or import one with "
+            "`uplink-console profile import FILE`.",
+            file=sys.stderr,
+        )
+        return 0
+    rows = [(p.name, p.platform, broker_of(p)) for p in profiles]
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    for name, platform, broker in rows:
+        out.write(f"{name:<{widths[0]}}  {platform:<{widths[1]}}  {broker}".rstrip().encode() + b"\n")
+    out.flush()
+    return 0
+
+
+def cmd_profile_show(args) -> int:
+    from app.profiles import OPTIONS, broker_of
+
+    store, secrets = _stores(args)
+    p = store.get(args.name)
+    platform = platform_registry.get(p.platform)
+    secret_names = set(p.secret_fields())
+    if secret_names and not secrets.available:
+        print(f"{_prog(args)}: warning: {secrets.problem}", file=sys.stderr, flush=True)
+    lines = [
+        ("name", p.name),
+        ("id", p.id),
+        ("platform", f"{p.platform} ({platform.label})"),
+        ("broker", broker_of(p)),
+    ]
+    for option in OPTIONS:
+        value = getattr(p, option)
+        lines.append((option, _shown_value(value) if value is not None else "(default)"))
+    lines += [("created_at", p.created_at or "(unknown)"), ("updated_at", p.updated_at or "(unknown)")]
+    fields = []
+    for f in platform.fields:
+        if f.name in secret_names:
+            fields.append((f.name, secrets.status(p.id, f.name)))
+        else:
+            fields.append((f.name, _shown_value(p.values.get(f.name))))
+    known = {f.name for f in platform.fields}
+    fields += [(k, _shown_value(v)) for k, v in p.values.items() if k not in known and k not in secret_names]
+    width = max(len(k) for k, _ in lines)
+    text = "".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in lines)
+    width = max((len(k) for k, _ in fields), default=0)
+    text += "fields:\n" + "".join(f"  {k + ':':<{width + 1}} {v}\n" for k, v in fields)
+    out = _stdout()
+    out.write(text.encode("utf-8", "backslashreplace"))
+    out.flush()
+    return 0
+
+
+def _read_import_file(path: str) -> bytes:
+    shown = _shown(path, limit=200)
+    try:
+        with open(Path(path).expanduser(), "rb") as f:
+            data = _read_bounded(f, IMPORT_FILE_LIMIT)
+    except IsADirectoryError:
+        raise UsageError(f"{shown} is a folder; give the configuration file itself.") from None
+    except OSError as exc:
+        raise UsageError(f"Cannot read {shown} ({exc.strerror or exc}).") from None
+    if len(data) > IMPORT_FILE_LIMIT:
+        raise UsageError(
+            f"{shown} is larger than {IMPORT_FILE_LIMIT // 2**20} MiB; a configuration body is a few KiB, "
+            "so this is not the right file."
+        )
+    return data
+
+
+def cmd_profile_import(args) -> int:
+    import shutil
+
+    from app.profiles import import_document
+    from app.secrets import SecretError
+
+    store, secrets = _stores(args)
+    data = _read_import_file(args.file)
+    pairs = import_document(data, platform=args.platform, name=args.name, certificates_dir=store.certificates_dir())
+    added = []
+    dropped: list[str] = []
+    try:
+        for profile, found in pairs:
+            if args.name is None:
+                profile.name = store.unique_name(profile.name)
+            saved = store.add(profile)
+            added.append(saved)
+            if found and not secrets.available:
+                dropped += [_in_sentence(platform_registry.get(saved.platform).field(k).label) for k in found]
+                continue
+            for field, value in found.items():
+                secrets.set(saved.id, field, value)
+    except (SecretError, ProfileError) as exc:
+        for saved in added:  # all or nothing: no connection without the secrets its file carried
+            try:
+                secrets.delete_profile(saved)
+                store.delete(saved.id)
+            except Exception:
+                log.debug("rolling back an import failed", exc_info=True)
+        for profile, _found in pairs:
+            shutil.rmtree(store.certificates_dir() / profile.id, ignore_errors=True)
+        if isinstance(exc, SecretError):
+            raise RuntimeFailure(f"{exc} Nothing was imported.") from None
+        raise
+    out = _stdout()
+    for saved in added:
+        out.write(saved.name.encode("utf-8", "backslashreplace") + b"\n")
+    out.flush()
+    if dropped:
+        names = ", ".join(dict.fromkeys(dropped))
+        print(
+            f"{_prog(args)}: warning: {secrets.problem} So the {names} from the file was not kept: give it when "
+            "connecting, or run `uplink-console profile set-secret NAME FIELD` once a keyring works.",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_profile_export(args) -> int:
+    from app.profiles import export_document, write_file_atomically
+
+    if args.all:
+        if len(args.targets) != 1:
+            raise UsageError("Give one file: `uplink-console profile export --all FILE`.")
+        target = args.targets[0]
+    else:
+        if len(args.targets) != 2:
+            raise UsageError(
+                "Give the connection and the file: `uplink-console profile export NAME FILE` (or --all FILE)."
+            )
+        target = args.targets[1]
+    store, _secrets = _stores(args)
+    profiles = store.profiles() if args.all else [store.get(args.targets[0])]
+    if args.all and not profiles:
+        raise UsageError("There are no saved connections to export.")
+    data = export_document(profiles)
+    if target == "-":
+        out = _stdout()
+        out.write(data)
+        out.flush()
+        return 0
+    path = Path(target).expanduser()
+    if path.is_dir():
+        raise UsageError(f"{_shown(target, limit=200)} is a folder; give a file name, e.g. connections.json.")
+    try:
+        write_file_atomically(path, data)
+    except OSError as exc:
+        raise RuntimeFailure(f"Cannot write {_shown(target, limit=200)} ({exc.strerror or exc}).") from None
+    count = len(profiles)
+    print(
+        f"Exported {count} connection{'s' if count != 1 else ''} to {_shown(target, limit=200)} "
+        "(without passwords and other secrets).",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_profile_delete(args) -> int:
+    from app.secrets import SecretError
+
+    store, secrets = _stores(args)
+    profile = store.get(args.name)
+    try:
+        secrets.delete_profile(profile)
+    except SecretError as exc:
+        raise RuntimeFailure(f"{exc} The connection {profile.name!r} was not deleted.") from None
+    store.delete(profile.id)
+    if profile.secret_fields() and not secrets.available:
+        print(
+            f"{_prog(args)}: warning: {secrets.problem} Secrets saved for it in an earlier keyring stay there "
+            f"(service uplink-console, user {profile.id}/FIELD).",
+            file=sys.stderr,
+        )
+    print(f"Deleted {profile.name!r} and its secrets.", file=sys.stderr)
+    return 0
+
+
+def _in_sentence(label: str) -> str:
+    """A field label inside a sentence: "Password" -> "password", "API key" stays."""
+    return label[:1].lower() + label[1:] if label[1:2].islower() else label
+
+
+def _secret_from_input(what: str) -> str:
+    value = os.environ.get(PASSWORD_ENV)
+    if value:
+        if not _is_text(value):
+            raise UsageError(f"The environment variable {PASSWORD_ENV} is not valid UTF-8 text; set it again as UTF-8.")
+        return value
+    if sys.stdin is None:
+        raise UsageError(f"There is no standard input to read the {what} from; set {PASSWORD_ENV}.")
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(f"{what}: ")
+    data = _read_bounded(sys.stdin.buffer, SECRET_FILE_LIMIT)
+    if len(data) > SECRET_FILE_LIMIT:
+        raise UsageError(f"The standard input is larger than {SECRET_FILE_LIMIT // 1024} KiB; give only the {what}.")
+    if b"\0" in data:
+        raise UsageError(f"The standard input contains NUL bytes, so it is not text; give only the {what}.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"The standard input is not UTF-8 text; give the {what} as UTF-8.") from None
+    text = text.removeprefix("\ufeff")
+    return text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
+
+
+def cmd_profile_set_secret(args) -> int:
+    store, secrets = _stores(args)
+    profile = store.get(args.name)
+    fields = profile.secret_fields()
+    if args.field not in fields:
+        platform = platform_registry.get(profile.platform)
+        raise UsageError(
+            f"{_shown(args.field)} is not a secret of {platform.label} connections; "
+            f"choose one of {', '.join(fields) or '(none)'}."
+        )
+    label = _in_sentence(platform_registry.get(profile.platform).field(args.field).label)
+    if not secrets.available:
+        raise RuntimeFailure(
+            f"{secrets.problem} A secret kept for this run only would be lost as soon as this command ends, "
+            f"so the {label} was not saved."
+        )
+    value = _secret_from_input(label)
+    if not value:
+        raise UsageError(f"The {label} is empty; give it in {PASSWORD_ENV} or on standard input.")
+    secrets.set(profile.id, args.field, value)
+    print(f"Saved the {label} of {profile.name!r} in the keyring.", file=sys.stderr)
+    return 0
+
+
 # ----- parser ------------------------------------------------------------------------------
 
 
@@ -508,25 +827,106 @@ def build_parser(platform: Platform | None = None) -> argparse.ArgumentParser:
         add_platform_options(e, platform, skip={a.dest for a in e._actions})
     e.set_defaults(func=cmd_encode_downlink)
 
+    pr = sub.add_parser(
+        "profile",
+        help="saved connections: list, show, import, export, delete, set-secret",
+        description="Saved connections (secrets are kept in the system keyring, never in files).",
+    )
+    psub = pr.add_subparsers(dest="profile_command", required=True, metavar="COMMAND")
+    pl = psub.add_parser(
+        "list",
+        help="one saved connection per line: name, platform, broker",
+        description="One saved connection per line: name, platform, broker. With --json: JSON lines, one "
+        'object per connection: {"name", "platform", "broker", "id", "open_on_start"}.',
+    )
+    pl.add_argument(
+        "--json", action="store_true", help='JSON lines of {"name","platform","broker","id","open_on_start"}'
+    )
+    pl.set_defaults(func=cmd_profile_list)
+    ps = psub.add_parser("show", help="every field of a saved connection (secrets only as set or not set)")
+    ps.add_argument("name", metavar="NAME")
+    ps.set_defaults(func=cmd_profile_show)
+    pi = psub.add_parser(
+        "import",
+        help="a Tektelic or ThingPark configuration body, or the console's own export",
+        description="Imports a Tektelic MQTT_V2 integration body (POST /api/integration), a ThingPark MQTT "
+        "connection body (POST /connections) or a file from `profile export`; the kind is detected when "
+        "--platform is left out. Passwords in the file go to the keyring. Prints the new connection's name.",
+    )
+    pi.add_argument("--platform", choices=("tektelic", "thingpark"), help="the kind of body (default: detected)")
+    pi.add_argument("--name", help="the new connection's name (default: the body's name)")
+    pi.add_argument("file", metavar="FILE")
+    pi.set_defaults(func=cmd_profile_import)
+    pe = psub.add_parser(
+        "export",
+        help="NAME FILE or --all FILE: JSON without any secret",
+        usage="uplink-console profile export (NAME | --all) FILE",
+        description="Writes saved connections as JSON, without passwords or other secrets ('-': standard output).",
+    )
+    pe.add_argument("--all", action="store_true", help="every saved connection")
+    pe.add_argument("targets", nargs="+", metavar="NAME FILE", help=argparse.SUPPRESS)
+    pe.set_defaults(func=cmd_profile_export)
+    pd = psub.add_parser("delete", help="a saved connection and its secrets")
+    pd.add_argument("name", metavar="NAME")
+    pd.set_defaults(func=cmd_profile_delete)
+    pss = psub.add_parser(
+        "set-secret",
+        help=f"store a secret field from {PASSWORD_ENV} or standard input",
+        description=f"Stores one secret field (e.g. password) of a saved connection in the keyring; the value "
+        f"is read from {PASSWORD_ENV} or standard input (one trailing newline is dropped).",
+    )
+    pss.add_argument("name", metavar="NAME")
+    pss.add_argument("field", metavar="FIELD")
+    pss.set_defaults(func=cmd_profile_set_secret)
+
     b = sub.add_parser("bench", help="benchmarks (ingest)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(func=cmd_bench)
     return p
 
 
-def platform_named_in(argv: list[str]) -> Platform | None:
+def _option_value(argv: list[str], option: str) -> str | None:
     for i, a in enumerate(argv):
-        name = None
-        if a == "--platform" and i + 1 < len(argv):
-            name = argv[i + 1]
-        elif a.startswith("--platform="):
-            name = a.split("=", 1)[1]
-        if name in platform_registry.NAMES:
-            try:
-                return platform_registry.get(name)
-            except ModuleNotFoundError:
-                return None
+        if a == option and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(option + "="):
+            return a.split("=", 1)[1]
     return None
+
+
+def platform_named_in(argv: list[str]) -> Platform | None:
+    """The platform whose options the parser should know: --platform, or that of --profile NAME."""
+    name = _option_value(argv, "--platform")
+    if name not in platform_registry.NAMES and (argv[:1] != ["profile"]):
+        saved = _option_value(argv, "--profile")
+        if saved:
+            name = _saved_platform(saved)
+    if name in platform_registry.NAMES:
+        try:
+            return platform_registry.get(name)
+        except ModuleNotFoundError:
+            return None
+    return None
+
+
+def _saved_platform(name: str) -> str | None:
+    try:
+        from app.profiles import ProfileStore
+
+        return ProfileStore().get(name).platform
+    except Exception:  # connection_from_args says what is wrong with it
+        return None
+
+
+def commands_summary() -> str:
+    """The subcommands, one line each, for the window's --help."""
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    lines = ["commands (`uplink-console COMMAND --help` for each):"]
+    for choice in action._choices_actions:
+        lines.append(f"  {choice.dest:<16} {choice.help}")
+    lines.append("  --profile NAME   open the window connected to a saved connection")
+    return "\n".join(lines)
 
 
 _logfile = None  # the LogFile of this process (app.logfile), once set up
@@ -601,12 +1001,19 @@ def _detach_logging() -> None:
 
 
 def _run(argv: list[str], named: dict) -> int:
+    from app.profiles import ProfileStoreError
+    from app.secrets import SecretError
+
     parser = build_parser(platform_named_in(argv))
     args = parser.parse_args(argv)
     prog = named["prog"] = _prog(args)
     try:
         check_text_arguments(args, _option_names(parser, args.subcommand))
         return args.func(args)
+    except (RuntimeFailure, SecretError, ProfileStoreError) as exc:
+        log.debug("%s: %s", prog, type(exc).__name__, exc_info=True)
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
     except (UsageError, ConfigError, ProfileError, EncodeError, PayloadError, DecodeError, ValueError) as exc:
         log.debug("%s: %s", prog, exc, exc_info=True)
         print(f"{prog}: {exc}", file=sys.stderr)

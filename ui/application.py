@@ -14,9 +14,15 @@ from app import __version__
 
 
 def build_parser(platform=None) -> argparse.ArgumentParser:
-    from app.cli import add_connection_options
+    from app.cli import add_connection_options, commands_summary
 
-    p = argparse.ArgumentParser(prog="uplink-console", description="Uplink Console: the desktop MQTT console.")
+    p = argparse.ArgumentParser(
+        prog="uplink-console",
+        usage="uplink-console [window options]  |  uplink-console COMMAND [ARGS …]",
+        description="Uplink Console: the desktop MQTT console. Without a command it opens the window.",
+        epilog=commands_summary(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"uplink-console {__version__}")
     p.add_argument(
         "--smoke-test",
@@ -81,18 +87,27 @@ class Heartbeat:
 
 
 def run(argv: list[str]) -> int:
-    from app.cli import UsageError, connection_from_args, platform_named_in, setup_logging
+    from app.cli import UsageError, connection_from_args, open_saved_profile, platform_named_in, setup_logging
     from app.mqtt.config import ConfigError
+    from app.profiles import ProfileStoreError
+    from app.secrets import SecretError
 
     args = build_parser(platform_named_in(argv)).parse_args(argv)
     setup_logging(verbose=bool(os.environ.get("UPLINK_CONSOLE_DEBUG")))
-    config = platform = profile = None
-    if args.url or args.platform:
+    config = platform = profile = saved = None
+    if args.url or args.platform or args.profile:
         try:
-            config, platform, _credentials, profile = connection_from_args(args)
+            # --profile NAME: the saved connection, its secrets from the keyring; the other
+            # connection options given with it override its values.
+            saved = open_saved_profile(args.profile) if args.profile else None
+            config, platform, _credentials, profile = connection_from_args(args, saved=saved)
+        except (SecretError, ProfileStoreError) as exc:
+            print(f"uplink-console: {exc}", file=sys.stderr)
+            return 1
         except (UsageError, ConfigError, ValueError) as exc:
             print(f"uplink-console: {exc}", file=sys.stderr)
             return 2
+    stored = saved[0] if saved is not None else None
     if args.smoke_test is not None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -118,20 +133,31 @@ def run(argv: list[str]) -> int:
     loop = qasync.QSelectorEventLoop(app)
     asyncio.set_event_loop(loop)
 
+    # The saved connection's limits, each overridden by its option when given.
+    history_days = args.history_days if args.history_days is not None else stored and stored.history_days
+    history_max_mb = args.history_max_mb if args.history_max_mb is not None else stored and stored.history_max_mb
+    history_max_rows = (
+        args.history_max_rows if args.history_max_rows is not None else stored and stored.history_max_rows
+    )
+    max_rows = args.max_rows if args.max_rows is not None else stored and stored.max_rows
     retention = None
-    if args.history_days is not None or args.history_max_mb is not None or args.history_max_rows is not None:
+    if history_days is not None or history_max_mb is not None or history_max_rows is not None:
         from app.history import Retention
 
         default = Retention()
         retention = Retention(
-            max_age_days=args.history_days if args.history_days is not None else default.max_age_days,
-            max_rows=args.history_max_rows if args.history_max_rows is not None else default.max_rows,
-            max_bytes=int(args.history_max_mb * 1024**2) if args.history_max_mb is not None else default.max_bytes,
+            max_age_days=history_days if history_days is not None else default.max_age_days,
+            max_rows=history_max_rows if history_max_rows is not None else default.max_rows,
+            max_bytes=int(history_max_mb * 1024**2) if history_max_mb is not None else default.max_bytes,
         )
-    window = MainWindow(max_rows=args.max_rows, retention=retention)
+    window = MainWindow(max_rows=max_rows or None, retention=retention)
     if config is not None and platform is not None:
-        # The engine process mints fresh credentials itself (akenza JWTs) from the profile.
-        window.connect_platform(platform.name, profile, config)
+        # The engine process mints fresh credentials itself (akenza JWTs) from the profile;
+        # a generic saved connection goes through the generic platform the same way.
+        if stored is not None:
+            window.connect_platform(stored.platform, profile, config, title=stored.name)
+        else:
+            window.connect_platform(platform.name, profile, config)
     elif config is not None:
         window.connection_bar.load(config)
         window.connect_with(config)
