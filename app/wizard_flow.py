@@ -1021,7 +1021,9 @@ class WizardFlow:
         from app.platforms.base import tls_from_profile
         from app.tls import build_ssl_context
 
-        chosen = {name: self.values.get(name) if self.visible(name) else None for name in _TLS_FIELDS}
+        chosen = {
+            name: self.values.get(name) if name in self.fields and self.visible(name) else None for name in _TLS_FIELDS
+        }
         chosen["verify_certificate"] = self.values.get("verify_certificate", True)
         files = [_text(chosen[name]) for name in ("ca_file", "cert_file", "key_file") if not _empty(chosen[name])]
         if not files:

@@ -501,5 +501,19 @@ def test_save_result_stores_the_profile_and_its_secrets(tmp_path):
     assert secrets.get(saved.id, "password") is None
 
 
+@pytest.mark.parametrize("name", ["tts", "akenza", "drogue"])
+def test_a_ca_certificate_alone_is_checked_on_platforms_without_client_certificates(name, pki, tmp_path):
+    flow = WizardFlow(name)
+    flow.set("cluster", "custom")  # TTS shows its CA field for a server of its own
+    page = flow.field("ca_file").page
+    flow.set("ca_file", str(pki.ca))
+    assert flow.page_problems(page).get("ca_file") is None
+    assert flow.tls_problem() is None
+    bad = tmp_path / "not-a-cert.pem"
+    bad.write_text("hello")
+    flow.set("ca_file", str(bad))
+    assert "does not contain a certificate" in flow.tls_problem()
+
+
 def test_rules_exist_for_every_platform():
     assert set(RULES) == set(platforms.NAMES)

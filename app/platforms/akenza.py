@@ -185,7 +185,15 @@ class AkenzaPlatform(Platform):
             help="MQTT 5 only. Empty: no ContentType property, and akenza reads the message as JSON.",
         ),
         ProfileField("qos", "QoS", "int", default=0, minimum=0, maximum=2, advanced=True),
-        ProfileField("mqtt_version", "MQTT version", "choice", default="3.1.1", choices=("3.1.1", "5"), advanced=True),
+        ProfileField(
+            "mqtt_version",
+            "MQTT version",
+            "choice",
+            default="3.1.1",
+            choices=("3.1.1", "5"),
+            advanced=True,
+            help="3.1.1 or 5; a content type other than JSON needs 5.",
+        ),
         ProfileField(
             "client_id",
             "Client id",

@@ -588,6 +588,12 @@ def assign_pages(fields: tuple[ProfileField, ...], pages: dict[str, tuple[str, .
     return tuple(dataclasses.replace(f, page=page_of[f.name]) for f in fields)
 
 
+VERIFY_HELP = (
+    "Off only for a test broker whose certificate cannot be verified: without the check, anyone in between "
+    "could pose as the broker."
+)
+
+
 def broker_fields(
     default_url: str = "", *, username_help: str = "", password_help: str = ""
 ) -> tuple[ProfileField, ...]:
@@ -601,8 +607,13 @@ def broker_fields(
             placeholder="mqtts://broker.example.com:8883",
             help="mqtt://, mqtts://, ws:// or wss:// with host and optional port.",
         ),
-        ProfileField("username", "Username", help=username_help),
-        ProfileField("password", "Password", "secret", help=password_help),
+        ProfileField("username", "Username", help=username_help or "Empty for a broker that takes anonymous clients."),
+        ProfileField(
+            "password",
+            "Password",
+            "secret",
+            help=password_help or "Kept in the system keyring, never in the settings file.",
+        ),
         ProfileField(
             "client_id", "Client id", help="Left empty, one is generated and kept for the session.", advanced=True
         ),
@@ -613,6 +624,8 @@ def broker_fields(
             default="3.1.1",
             choices=tuple(v.value for v in MqttVersion),
             advanced=True,
+            help="3.1.1 works with every broker; 5 adds properties (content types, user properties); 3.1 is for "
+            "old brokers; 3.1.1-then-3.1 tries 3.1.1 first.",
         ),
         ProfileField("keepalive", "Keepalive (s)", "int", default=60, minimum=0, maximum=65535, advanced=True),
         ProfileField(
@@ -633,9 +646,24 @@ def broker_fields(
         ProfileField(
             "cert_file", "Client certificate", "file", advanced=True, help="PEM, DER or a PKCS#12 (.p12/.pfx) bundle."
         ),
-        ProfileField("key_file", "Client private key", "file", advanced=True),
-        ProfileField("key_password", "Key password", "secret", advanced=True),
-        ProfileField("verify_certificate", "Verify the broker's certificate", "bool", default=True, advanced=True),
+        ProfileField(
+            "key_file",
+            "Client private key",
+            "file",
+            advanced=True,
+            help="The client certificate's private key (PEM or DER: PKCS#1, SEC1 or PKCS#8, encrypted or not).",
+        ),
+        ProfileField(
+            "key_password", "Key password", "secret", advanced=True, help="Only for an encrypted key or PKCS#12 bundle."
+        ),
+        ProfileField(
+            "verify_certificate",
+            "Verify the broker's certificate",
+            "bool",
+            default=True,
+            advanced=True,
+            help=VERIFY_HELP,
+        ),
     )
 
 

@@ -119,7 +119,15 @@ class DroguePlatform(Platform):
             help="structured: the whole CloudEvent as JSON. binary (MQTT 5 only): the payload is the device's "
             "data and the CloudEvent attributes come as MQTT 5 user properties.",
         ),
-        ProfileField("mqtt_version", "MQTT version", "choice", default="5", choices=("3.1.1", "5")),
+        ProfileField(
+            "mqtt_version",
+            "MQTT version",
+            "choice",
+            default="5",
+            choices=("3.1.1", "5"),
+            help="5 (recommended) allows binary content mode and a token sent as the password; 3.1.1 receives "
+            "structured events only.",
+        ),
         ProfileField(
             "qos",
             "QoS",

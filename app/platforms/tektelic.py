@@ -35,6 +35,7 @@ from app.mqtt.config import (
 )
 from app.payload import PayloadError, from_byte_array, json_error_text
 from app.platforms.base import (
+    VERIFY_HELP,
     DecodeError,
     DownlinkRequest,
     EncodeError,
@@ -467,9 +468,28 @@ class TektelicPlatform(Platform):
             advanced=True,
             help="For a broker that authenticates clients by certificate.",
         ),
-        ProfileField("key_file", "Client private key", "file", advanced=True),
-        ProfileField("key_password", "Client key password", "secret", advanced=True),
-        ProfileField("verify_certificate", "Verify the broker's certificate", "bool", default=True, advanced=True),
+        ProfileField(
+            "key_file",
+            "Client private key",
+            "file",
+            advanced=True,
+            help="clientPrivateKey: the private key of the client certificate.",
+        ),
+        ProfileField(
+            "key_password",
+            "Client key password",
+            "secret",
+            advanced=True,
+            help="clientKeyPassword: only for an encrypted private key.",
+        ),
+        ProfileField(
+            "verify_certificate",
+            "Verify the broker's certificate",
+            "bool",
+            default=True,
+            advanced=True,
+            help=VERIFY_HELP,
+        ),
         ProfileField(
             "downlink_template",
             "Downlink template",
