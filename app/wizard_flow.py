@@ -42,6 +42,24 @@ from app.platforms.base import EncodeError, ProfileError, ProfileField
 PROBLEMS = (ProfileError, ConfigError, EncodeError, ValueError, OSError)
 _TLS_FIELDS = ("ca_file", "cert_file", "key_file", "key_password")
 MAX_NAME = 200  # app.profiles' limit on a connection's name
+# Which fields decide each kind of failed test (app.connection_test kinds).
+_FIX_FIELDS = {
+    "certificate": ("ca_file", "cert_file", "key_file", "key_password", "verify_certificate"),
+    "credentials": (
+        "password",
+        "username",
+        "token",
+        "api_key",
+        "access_token",
+        "uplink_secret",
+        "connector_id",
+        "jwt_key_file",
+        "app",
+    ),
+    "host": ("address", "cluster", "url", "host", "host_name"),
+    "refused": ("address", "url", "port", "host_name"),
+    "timeout": ("address", "url", "host", "port", "host_name"),
+}
 
 
 @dataclass(frozen=True)
@@ -343,6 +361,11 @@ TTS_RULES = PlatformRules(
     ),
     extra_fields=(TTS_CLUSTER, TTS_CLOUD_TENANT, TTS_CLOUD_REGION, TTS_ADDRESS, TTS_TLS),
     composed=frozenset({"url"}),
+    placeholders={
+        "tenant": lambda v: {"cloud": "your Cloud tenant ID", "custom": "empty for The Things Stack Open Source"}.get(
+            v.get("cluster"), tts.TTN_TENANT
+        ),
+    },
     visible={
         "cloud_tenant": _is("cluster", "cloud"),
         "cloud_region": _is("cluster", "cloud"),
@@ -504,7 +527,10 @@ def _akenza_topics(v: dict) -> str:
         down = akenza.downlink_filter(settings)
     except PROBLEMS:
         return ""
-    return f"As this device the console publishes uplinks to {up} and receives downlinks on {down}."
+    text = f"As this device the console publishes uplinks to {up} and receives downlinks on {down}."
+    if not _empty(v.get("content_type")):
+        text += " A content type is an MQTT 5 property, so the connection uses MQTT 5."
+    return text
 
 
 AKENZA_RULES = PlatformRules(
@@ -551,7 +577,7 @@ AKENZA_RULES = PlatformRules(
     },
     locks={
         "mqtt_version": lambda v: (
-            "A content type is an MQTT 5 property, so MQTT 5 is used." if not _empty(v.get("content_type")) else None
+            "Set to 5 by the content type (an MQTT 5 property)." if not _empty(v.get("content_type")) else None
         ),
     },
     follow=lambda name, v, auto: {"mqtt_version": "5"} if name == "content_type" and v.get(name) else {},
@@ -699,7 +725,9 @@ DROGUE_RULES = PlatformRules(
         "share_group": lambda value, v: drogue.check_name(_text(value), "The share group", ProfileError),
     },
     locks={
-        "mqtt_version": lambda v: DROGUE_BINARY_NEEDS_5 if v.get("content_mode") == "binary" else None,
+        "mqtt_version": lambda v: (
+            "Set to 5 by binary content mode (it needs MQTT 5)." if v.get("content_mode") == "binary" else None
+        ),
         "token_as": lambda v: (
             "MQTT 3.1.1 cannot send a password alone, so the token goes as the username."
             if v.get("mqtt_version") == "3.1.1"
@@ -1096,6 +1124,17 @@ class WizardFlow:
             return []
 
     # ----- test and finish
+
+    def fix_page(self, kind: str) -> str | None:
+        """The title of the page where a failed test's cause is set (the certificates, the
+        credentials, the address), or None."""
+        names = _FIX_FIELDS.get(kind, ())
+        for page in self.pages():
+            if page.kind != "fields":
+                continue
+            if any(f.name in names for f in self.shown_fields(page.id)):
+                return page.title
+        return None
 
     def set_test_result(self, result) -> None:
         self.test_result = result

@@ -439,6 +439,19 @@ def test_a_failed_test_needs_the_users_consent_and_an_edit_forgets_the_test():
     assert flow.test_result is None and not flow.page_complete("test")
 
 
+def test_a_failed_test_points_to_the_page_that_fixes_it():
+    flow = WizardFlow("tts")
+    assert flow.fix_page("credentials") == "Application and API key"
+    assert flow.fix_page("host") == "Where your application lives"
+    assert flow.fix_page("certificate") == "Where your application lives"  # its certificate check
+    plain = WizardFlow("thingpark")
+    plain.set("protocol", "TCP")
+    assert plain.fix_page("certificate") is None  # no certificates over TCP
+    generic = _ready_generic(url="mqtts://localhost:8883")
+    assert generic.fix_page("certificate") == "Certificates" and generic.fix_page("refused") == "The broker"
+    assert generic.fix_page("quiet") is None
+
+
 def test_names_are_unique_whatever_their_case():
     flow = _ready_generic()
     assert flow.name_problem("") == "Give the connection a name."

@@ -273,6 +273,7 @@ def test_wrong_ca_says_certificate_problem_and_which(qtbot, loop, engine, broker
         page = w.currentPage()
         assert page.headline.text() == "Certificate problem"
         assert "not trusted" in page.outcome.text.text() and "CA certificate" in page.outcome.text.text()
+        assert "Back on “Certificates” you can change it." in page.outcome.text.text()
 
     loop.run_until_complete(scenario())
 
@@ -304,7 +305,8 @@ def test_the_test_can_be_cancelled_and_tested_again(qtbot, loop, engine, broker,
     async def scenario():
         go_next(w)
         page = w.currentPage()
-        await until(lambda: "Waiting for the first message" in page.status.text())
+        await until(lambda: page.headline.text() == "Connected. Waiting for the first message…")
+        await until(lambda: "Cancel stops waiting" in page.status.text())
         assert page.cancel_button.isEnabled() and not page.again.isEnabled()
         page.cancel_button.click()
         await until(lambda: not page.running)

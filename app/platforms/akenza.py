@@ -88,8 +88,8 @@ class AkenzaPlatform(Platform):
                 "Device credentials: a JWT signed with the device's private key",
                 "Uplink secret: the device connector's id and secret",
             ),
-            help="jwt: device credentials, a token signed with the device's private key. "
-            "uplink-secret: the device connector's id and secret.",
+            help="As chosen when the device connector was created in akenza (jwt or uplink-secret): device "
+            "credentials sign a token with the device's own private key; an uplink secret is shared by the connector.",
         ),
         ProfileField(
             "device_id",

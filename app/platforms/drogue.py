@@ -84,8 +84,8 @@ class DroguePlatform(Platform):
                 "OAuth2 access token",
                 "User name and API key",
             ),
-            help="anonymous: only what anonymous users may read. token: an OAuth2 access token (short-lived; "
-            "enter a fresh one before connecting). api-key: your user name and an API key.",
+            help="anonymous sees only what anonymous users may read; an OAuth2 access token (token) is short-lived, "
+            "so enter a fresh one before connecting; api-key is your user name and an API key made for it.",
         ),
         ProfileField("username", "User name", help="API-key mode: the name of the user the API key belongs to."),
         ProfileField("api_key", "API key", "secret", help="API-key mode: an API key created for that user."),
@@ -116,8 +116,8 @@ class DroguePlatform(Platform):
                 "Structured: the whole CloudEvent as JSON",
                 "Binary: the device's data, the attributes as MQTT 5 properties",
             ),
-            help="structured: the whole CloudEvent as JSON. binary (MQTT 5 only): the payload is the device's "
-            "data and the CloudEvent attributes come as MQTT 5 user properties.",
+            help="structured (the default) sends each event as one CloudEvent JSON document; binary (MQTT 5 only) "
+            "sends the device's data as it is, with the CloudEvent attributes as MQTT 5 user properties.",
         ),
         ProfileField(
             "mqtt_version",

@@ -630,7 +630,8 @@ class ThingParkPlatform(Platform):
                 "WSS: MQTT over secure websockets",
                 "TCP: MQTT without encryption",
             ),
-            help="SSL: MQTT over TLS (recommended), WSS: MQTT over secure websockets, TCP: MQTT without encryption.",
+            help="protocol of the ThingPark connection: SSL (MQTT over TLS, recommended), WSS (MQTT over secure "
+            "websockets) or TCP (no encryption; no certificates then).",
         ),
         ProfileField("username", "Username", help="Login to access your MQTT broker."),
         ProfileField("password", "Password", "secret", help="Password to access your MQTT broker."),

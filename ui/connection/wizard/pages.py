@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -91,6 +92,29 @@ def _plain(text: str) -> QLabel:
     return label
 
 
+class FieldGrid(QGridLayout):
+    """Label and field side by side, like a form. A grid, not a QFormLayout: QFormLayout gives a
+    field whose wrapped hint grows later (a reason shown under it) the height of one line, so
+    the texts overlap (measured with PySide6 6.12)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setColumnStretch(1, 1)
+        self.setHorizontalSpacing(12)
+        self.setVerticalSpacing(8)
+        self.rows: dict[QWidget, QWidget] = {}  # field -> its label
+
+    def addRow(self, label: QWidget, field: QWidget) -> None:  # noqa: N802 - QFormLayout's name
+        row = self.rowCount()
+        self.addWidget(label, row, 0, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.addWidget(field, row, 1)
+        self.rows[field] = label
+
+    def setRowVisible(self, field: QWidget, visible: bool) -> None:  # noqa: N802 - QFormLayout's name
+        field.setVisible(visible)
+        self.rows[field].setVisible(visible)
+
+
 class FieldsPage(QWizardPage):
     """A page of the platform's fields: the main ones, then "More options" (advanced fields)."""
 
@@ -141,13 +165,8 @@ class FieldsPage(QWizardPage):
         self.refresh()
 
     @staticmethod
-    def _form() -> QFormLayout:
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        form.setVerticalSpacing(8)
-        return form
+    def _form() -> FieldGrid:
+        return FieldGrid()
 
     def initializePage(self) -> None:  # noqa: N802 - Qt's name
         self.sync()
@@ -199,8 +218,9 @@ class FieldsPage(QWizardPage):
             open_more = all_advanced or advanced_wrong
             self.more_button.setChecked(open_more)
             self._show_more(open_more or (all_advanced and advanced_shown > 0))
-        if all_advanced:
+        if all_advanced:  # nothing to tuck away: the fields are the page
             self.more_box.setVisible(True)
+            self.more_form.setContentsMargins(0, 0, 0, 0)
         self.note.show_text(flow.note(self.spec.id), "info")
         sentence = flow.page_problem(self.spec.id)
         self.problem.show_text(sentence or "", "error")
@@ -394,7 +414,7 @@ class ConnectionTestPage(QWizardPage):
 
     def initializePage(self) -> None:  # noqa: N802 - Qt's name
         lines = self.flow.summary()
-        self.summary.setText("\n".join(lines))
+        self.summary.setText("\n".join(f"• {line}" for line in lines))
         self.summary.setVisible(bool(lines))
         if self.flow.test_result is not None:
             self._show_result(self.flow.test_result)  # the values have not changed since
@@ -451,13 +471,15 @@ class ConnectionTestPage(QWizardPage):
             self.op.cancel()
 
     def _progressed(self, done: int, total: int, text: str) -> None:
-        if total:
+        if total:  # connected: waiting for the first message, done and total in tenths of seconds
+            self.headline.setText("Connected. Waiting for the first message…")
             self.bar.setRange(0, total)
             self.bar.setValue(min(done, total))
+            self.status.setText(f"{done / 10:.0f} of {total / 10:.0f} s. Cancel stops waiting.")
         else:
             self.bar.setRange(0, 0)
-        if text:
-            self.status.setText(text)
+            if text:
+                self.status.setText(text)
 
     def _stopped(self) -> None:
         self.bar.hide()
@@ -470,7 +492,11 @@ class ConnectionTestPage(QWizardPage):
         self.flow.set_test_result(result)
         self.headline.setText(result.headline)
         level = "ok" if result.kind == "receiving" else "info" if result.kind == "quiet" else "error"
-        self.outcome.show_text(result.sentence, level)
+        sentence = result.sentence
+        where = None if result.ok else self.flow.fix_page(result.kind)
+        if where:
+            sentence += f" Back on “{where}” you can change it."
+        self.outcome.show_text(sentence, level)
         self.save_anyway.setVisible(not result.ok)
         self.completeChanged.emit()
 
@@ -536,7 +562,7 @@ class FinishPage(QWizardPage):
             self.suggested = self.flow.suggested_name()
             self.name.setText(self.suggested)
         lines = self.flow.summary()
-        self.summary.setText("Saves: " + "; ".join(lines) + "." if lines else "")
+        self.summary.setText("\n".join(["This connection:", *(f"• {line}" for line in lines)]) if lines else "")
         result = self.flow.test_result
         if result is None:
             self.untested.show_text("The connection was not tested; it is saved as it is.", "warning")
