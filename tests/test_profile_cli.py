@@ -352,12 +352,28 @@ def test_a_platform_option_given_with_a_profile_overrides_it(console, broker, to
         stop(proc)
 
 
+def publish_until_done(proc: subprocess.Popen, port: int, topic: str, payloads) -> tuple[bytes, bytes]:
+    """Publishes the batch every half second until the (smoke-test) process ends: the window may
+    take seconds to connect on a loaded machine."""
+    os.set_blocking(proc.stdout.fileno(), False)
+    os.set_blocking(proc.stderr.fileno(), False)
+    out, err = b"", b""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        publish_with_paho(port, topic, payloads)
+        time.sleep(0.5)
+        out += proc.stdout.read() or b""
+        err += proc.stderr.read() or b""
+    proc.wait(10)
+    os.set_blocking(proc.stdout.fileno(), True)
+    os.set_blocking(proc.stderr.fileno(), True)
+    return out + proc.stdout.read(), err + proc.stderr.read()
+
+
 def test_smoke_test_with_a_saved_connection_prints_its_rows(console, broker, topic):
     console.save("Smoke", "generic", {"url": broker.url("plain"), "topics": topic + "/#"}, {})
     proc = console.start("--smoke-test", "5", "--profile", "Smoke")
-    time.sleep(2.5)
-    publish_with_paho(broker.ports.plain, topic + "/x", [f"m{i}".encode() for i in range(200)])
-    out, err = proc.communicate(timeout=60)
+    out, err = publish_until_done(proc, broker.ports.plain, topic + "/x", [f"m{i}".encode() for i in range(200)])
     assert proc.returncode == 0, err.decode()
     line = json.loads(out.decode().strip().splitlines()[-1])
     assert set(line) == {"rows", "first_row_at", "last_row_at", "stall_p99_ms", "rss_mb"}
@@ -477,10 +493,8 @@ def test_no_secret_anywhere(console, broker, pki, topic):
         assert code == 0, err
     # The window too, with its engine process and history (debug logging on).
     for name in ("tts", "generic"):
-        proc = console.start("--smoke-test", "3", "--profile", f"Scan {name}", env=debug)
-        time.sleep(1.5)
-        publish_with_paho(plain, published[name], [b'{"scan": 2}'] * 5)
-        out, err = proc.communicate(timeout=60)
+        proc = console.start("--smoke-test", "4", "--profile", f"Scan {name}", env=debug)
+        out, err = publish_until_done(proc, plain, published[name], [b'{"scan": 2}'] * 5)
         console.printed += [out.decode(), err.decode()]
         assert proc.returncode == 0, err.decode()
         assert json.loads(out.decode().splitlines()[-1])["rows"] >= 1
