@@ -432,9 +432,10 @@ def _tektelic_summary(v: dict) -> list[str]:
     lines = [f"Broker {_text(v.get('host'))}:{port}, {'SSL' if v.get('ssl') else 'no encryption'}"]
     if _text(v.get("token")):
         lines[0] += f", token {_text(v.get('token'))}"
-    lines.append(f"Uplinks from pushTopic {_text(v.get('push_topic'))}")
+    lines.append(f"Uplinks from pushTopic “{_text(v.get('push_topic'))}”")
     if _text(v.get("pull_topic")):
-        lines.append(f"Downlinks to pullTopic {_text(v.get('pull_topic'))} ({_text(v.get('downlink_template'))} body)")
+        template = _text(v.get("downlink_template"))
+        lines.append(f"Downlinks to pullTopic “{_text(v.get('pull_topic'))}” ({template} body)")
     return lines
 
 

@@ -501,3 +501,26 @@ def test_every_platform_opens_on_a_page_with_a_hint_for_every_field(qtbot, engin
                 if w.flow.visible(field_name):
                     assert editor.hint.text() == w.flow.hint(field_name) or w.flow.locked(field_name)
         w.close()
+
+
+def test_closing_the_wizard_during_a_test_stops_it_quietly(qtbot, loop, engine, broker, topic):
+    app = QApplication.instance()
+    app.setQuitOnLastWindowClosed(False)  # the window stays open behind the wizard in the console
+    w = make_wizard(None, "generic", engine=engine, test_timeout=30.0)
+    w.show()
+    _generic_to_test(w, broker.url("plain"), topic=topic + "/#")
+
+    async def scenario():
+        go_next(w)
+        page = w.currentPage()
+        await until(lambda: "Cancel stops waiting" in page.status.text())
+        op = page.op
+        w.reject()
+        w.deleteLater()
+        await until(lambda: op.state == "cancelled")
+        await until(lambda: not engine._sinks)  # the test's session is gone from the engine  # noqa: SLF001
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        app.setQuitOnLastWindowClosed(True)

@@ -358,7 +358,11 @@ class _Relay:
         return self.progress.cancelled
 
     def report(self, done: int, total: int = 0, text: str = "") -> bool:
-        self.show(done, total, text)
+        if self.show is not None:
+            try:
+                self.show(done, total, text)
+            except RuntimeError:  # the page is gone (the wizard was closed): only cancel matters
+                self.show = None
         return self.progress.report(done, total, text)
 
 
@@ -413,6 +417,10 @@ class ConnectionTestPage(QWizardPage):
         return self.op is not None and self.op.running
 
     def initializePage(self) -> None:  # noqa: N802 - Qt's name
+        self.setSubTitle(
+            "The console connects with these settings, subscribes, and waits up to "
+            f"{self.timeout:g} seconds for the first message."
+        )
         lines = self.flow.summary()
         self.summary.setText("\n".join(f"• {line}" for line in lines))
         self.summary.setVisible(bool(lines))
@@ -469,6 +477,17 @@ class ConnectionTestPage(QWizardPage):
     def cancel(self) -> None:
         if self.running:
             self.op.cancel()
+
+    def abandon(self) -> None:
+        """The wizard closes: stop the test, and let nothing it says later reach this page."""
+        if not self.running:
+            return
+        for signal in (self.op.succeeded, self.op.failed, self.op.cancelled):
+            try:
+                signal.disconnect()
+            except (RuntimeError, TypeError):
+                pass
+        self.op.cancel()
 
     def _progressed(self, done: int, total: int, text: str) -> None:
         if total:  # connected: waiting for the first message, done and total in tenths of seconds

@@ -87,5 +87,5 @@ class ConnectionWizard(QWizard):
     def reject(self) -> None:
         test = self.pages.get("test")
         if isinstance(test, ConnectionTestPage):
-            test.cancel()
+            test.abandon()
         super().reject()
