@@ -116,7 +116,7 @@ def run(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     import resources
-    from ui.main_window import MainWindow
+    from ui.main_window import MainWindow, history_name_for_profile
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("Uplink Console")
@@ -155,12 +155,20 @@ def run(argv: list[str]) -> int:
         # The engine process mints fresh credentials itself (akenza JWTs) from the profile;
         # a generic saved connection goes through the generic platform the same way.
         if stored is not None:
-            window.connect_platform(stored.platform, profile, config, title=stored.name)
+            window.connect_platform(
+                stored.platform,
+                profile,
+                config,
+                key=stored.id,
+                title=stored.name,
+                history_name=history_name_for_profile(stored.id),
+            )
         else:
             window.connect_platform(platform.name, profile, config)
     elif config is not None:
-        window.connection_bar.load(config)
         window.connect_with(config)
+    else:
+        window.open_on_start()  # the saved connections marked "open on start"
     window.show()
 
     done = asyncio.Event()

@@ -270,15 +270,22 @@ class MainWindow(QMainWindow):
 
     # ----- connecting
     def connect_platform(
-        self, name: str, profile: dict, config: ConnectionConfig, *, key: str | None = None, title: str | None = None
+        self,
+        name: str,
+        profile: dict,
+        config: ConnectionConfig,
+        *,
+        key: str | None = None,
+        title: str | None = None,
+        history_name: str | None = None,
     ) -> ConnectionPage:
-        """Opens (or reconnects with these settings) a platform connection that is not saved,
-        e.g. one given on the command line."""
+        """Opens (or reconnects with these settings) a platform connection, e.g. one given on the
+        command line: key None for one that is not saved, a saved profile's id for that one."""
         from app import platforms
 
         key = key or f"adhoc:{name}"
         page = self.pages.get(key) or self._add_page(key, title or platforms.get(name).label, raw=False)
-        page.connect_platform(name, profile, config)
+        page.connect_platform(name, profile, config, history_name)
         self.show_page(page)
         self.refresh_sidebar()
         return page

@@ -53,7 +53,7 @@ class TlsSettings:
     ca_file: str | None = None  # None: the operating system's trust store
     cert_file: str | None = None  # client certificate (PEM/DER) or a PKCS#12 bundle
     key_file: str | None = None  # client key (PEM/DER, PKCS#1/PKCS#8, may be encrypted)
-    key_password: str | None = None
+    key_password: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log line
     verify_certificate: bool = True  # off only by an explicit, visible choice
     verify_hostname: bool = True
 
@@ -112,7 +112,7 @@ class ConnectionConfig:
     transport: Transport = Transport.TCP
     websocket_path: str = "/mqtt"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log line
     client_id: str = ""  # empty: generated once per session and kept across reconnects
     mqtt_version: MqttVersion = MqttVersion.V311
     keepalive: int = 60
