@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QFont, QPainter, QPalette
+from PySide6.QtGui import QAction, QColor, QFont, QFontMetrics, QPainter, QPalette
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -76,38 +76,37 @@ class _EntryDelegate(QStyledItemDelegate):
         painter.setFont(small)
         painter.setPen(QColor("white"))
         painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, _badge_text(entry.platform))
-        # name and state
+        # line 1: a state dot and the name; line 2: the broker, and the state in words at the right
         x = badge.right() + 8
         top = QRect(x, r.top(), r.right() - x, h)
+        bottom = QRect(x, r.top() + h + 3, r.right() - x, h)
+        painter.setPen(Qt.PenStyle.NoPen)
+        if entry.state:
+            painter.setBrush(QColor(entry.state_color))
+            painter.drawEllipse(QPoint(top.right() - 4, top.center().y() + 1), 4, 4)
         bold = QFont(option.font)
         bold.setBold(True)
         painter.setFont(bold)
         painter.setPen(text_color)
-        state_w = option.fontMetrics.horizontalAdvance(entry.state) + 14 if entry.state else 0
         name = entry.name + ("" if entry.saved else "  (not saved)")
+        name_rect = top.adjusted(0, 0, -14 if entry.state else 0, 0)
         painter.drawText(
-            top.adjusted(0, 0, -state_w, 0),
+            name_rect,
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            option.fontMetrics.elidedText(name, Qt.TextElideMode.ElideRight, max(10, top.width() - state_w)),
+            QFontMetrics(bold).elidedText(name, Qt.TextElideMode.ElideRight, name_rect.width()),
         )
         painter.setFont(option.font)
+        fm = option.fontMetrics
+        state_w = fm.horizontalAdvance(entry.state) + 8 if entry.state else 0
         if entry.state:
-            dot = QPoint(top.right() - state_w + 5, top.center().y() + 1)
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(QColor(entry.state_color))
-            painter.drawEllipse(dot, 4, 4)
-            painter.setPen(text_color)
-            painter.drawText(
-                QRect(dot.x() + 8, top.top(), state_w, h),
-                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                entry.state,
-            )
-        bottom = QRect(x, r.top() + h + 3, r.right() - x, h)
+            painter.setPen(QColor(entry.state_color) if not selected else text_color)
+            painter.drawText(bottom, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, entry.state)
         painter.setPen(hint_color)
+        broker_rect = bottom.adjusted(0, 0, -state_w, 0)
         painter.drawText(
-            bottom,
+            broker_rect,
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            option.fontMetrics.elidedText(entry.broker, Qt.TextElideMode.ElideMiddle, bottom.width()),
+            fm.elidedText(entry.broker, Qt.TextElideMode.ElideMiddle, broker_rect.width()),
         )
         painter.restore()
 
