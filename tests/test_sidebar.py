@@ -148,3 +148,40 @@ def test_a_saved_connection_missing_its_secret_says_what_to_do(qtbot, tmp_path, 
     text = window.error_label.text()
     assert "No key cannot connect" in text and "Edit" in text, text
     window.close()
+
+
+def test_a_tile_of_the_welcome_page_leads_through_the_wizard_to_a_saved_connected_connection(
+    qtbot, loop, broker, tmp_path, monkeypatch
+):
+    """The window's half of "New": what the wizard returns is saved (secret in the keyring, not in
+    the file), listed, and connected. The wizard itself is driven page by page in test_wizards.py."""
+    from app.wizard_flow import WizardResult
+    from ui.main_window import MainWindow
+
+    monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path / "data"))
+    store, secrets = _stores(tmp_path)
+    asked = []
+
+    def wizard(parent, platform_name, existing=None, secrets=None, taken_names=(), **options):
+        asked.append(platform_name)
+        values = {"url": f"mqtt://127.0.0.1:{broker.ports.plain}", "app": simulate.APP_ID, "tenant": simulate.TENANT}
+        return WizardResult("From the tile", "tts", values, {"password": "NNSXS.TILE-SECRET-99"})
+
+    monkeypatch.setattr("ui.connection.wizard.open_wizard", wizard)
+    window = MainWindow(profiles=store, secrets=secrets)
+    qtbot.addWidget(window)
+    window.welcome.tiles["tts"].button.click()
+    assert asked == ["tts"]
+    profile = store.get("From the tile")
+    assert secrets.get(profile.id, "password") == "NNSXS.TILE-SECRET-99"
+    assert "NNSXS.TILE-SECRET-99" not in store.path.read_text()
+    assert [e.name for e in window.sidebar.entries()] == ["From the tile"]
+
+    async def scenario():
+        page = window.pages[profile.id]
+        await until(lambda: page.bridge.connected)
+        page.disconnect()
+        await until(lambda: page.last_change.state == "disconnected")
+
+    loop.run_until_complete(scenario())
+    window.close()
