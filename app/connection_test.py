@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -160,27 +161,27 @@ async def test_connection(
     Raises app.progress.Cancelled when the user cancels."""
     from app.mqtt.process import EngineProcess, ProcessSession
 
-    loop = asyncio.get_running_loop()
-    states: asyncio.Queue[StateChange] = asyncio.Queue()
+    # The engine's reader thread calls the sinks below, and may hold the last reference to them
+    # after the test: they reference no loop and no Qt object, only a queue and a dict under a
+    # lock, which any thread may free.
+    states: queue.SimpleQueue[StateChange] = queue.SimpleQueue()
     received = {"count": 0, "kind": None, "device": None, "first_at": None}
+    lock = threading.Lock()
 
     def report(done: float, total: float, text: str) -> None:
         if progress is not None and not progress.report(int(done * 10), int(total * 10), text):
             raise Cancelled
 
     def on_state(change: StateChange) -> None:  # on the engine's reader thread
-        loop.call_soon_threadsafe(states.put_nowait, change)
+        states.put(change)
 
     def on_batch(batch) -> None:  # on the engine's reader thread
         count, kind, device = _rows(batch)
-
-        def add() -> None:
+        with lock:
             if received["count"] == 0:
                 received["kind"], received["device"] = kind, device
                 received["first_at"] = time.monotonic()
             received["count"] += count
-
-        loop.call_soon_threadsafe(add)
 
     if config.connect_timeout > MAX_CONNECT_TIMEOUT_S:
         config = config.replace(connect_timeout=MAX_CONNECT_TIMEOUT_S)
@@ -198,7 +199,7 @@ async def test_connection(
         result = await _connect(config, states, report, platform_name, where)
         if result is not None:
             return result
-        return await _wait_for_message(config, timeout, states, received, report, platform_name, where)
+        return await _wait_for_message(config, timeout, states, received, lock, report, platform_name, where)
     finally:
         if session is not None:
             try:
@@ -223,9 +224,8 @@ async def _connect(config, states, report, platform_name, where) -> ConnectionTe
                 "firewall in between.",
             )
         report(0, 0, f"Connecting to {where}…")
-        try:
-            change = await asyncio.wait_for(states.get(), POLL_S)
-        except TimeoutError:
+        change = await _next_state(states)
+        if change is None:
             continue
         if change.state == SessionState.CONNECTED:
             if change.error:  # connected, but a subscription was refused
@@ -237,11 +237,27 @@ async def _connect(config, states, report, platform_name, where) -> ConnectionTe
             return ConnectionTestResult("other", f"The connection to {where} ended before it was up.")
 
 
-async def _wait_for_message(config, timeout, states, received, report, platform_name, where) -> ConnectionTestResult:
+async def _next_state(states: queue.SimpleQueue) -> StateChange | None:
+    """The next state change from the engine, waiting up to POLL_S; None if none came."""
+    try:
+        return states.get_nowait()
+    except queue.Empty:
+        await asyncio.sleep(POLL_S)
+    try:
+        return states.get_nowait()
+    except queue.Empty:
+        return None
+
+
+async def _wait_for_message(
+    config, timeout, states, shared, lock, report, platform_name, where
+) -> ConnectionTestResult:
     started = time.monotonic()
     topics = _topics(config)
     while True:
         elapsed = time.monotonic() - started
+        with lock:
+            received = dict(shared)
         if received["count"]:
             after = max(0.0, (received["first_at"] or time.monotonic()) - started)
             what = ""
@@ -263,9 +279,8 @@ async def _wait_for_message(config, timeout, states, received, report, platform_
                 f"{hint} The connection itself works.",
             )
         report(elapsed, timeout, f"Connected. Waiting for the first message… {elapsed:.0f} of {timeout:.0f} s")
-        try:
-            change = await asyncio.wait_for(states.get(), POLL_S)
-        except TimeoutError:
+        change = await _next_state(states)
+        if change is None:
             continue
         if change.state in (SessionState.RECONNECTING, SessionState.FAILED) and change.error:
             kind = classify(change.error)

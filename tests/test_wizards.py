@@ -4,6 +4,7 @@ the field, imports that fill the wizard, and the test page connecting for real t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication, QWizard
+from PySide6.QtWidgets import QApplication, QWidget, QWizard
 
 from app import simulate
 from app.devbroker import free_port
@@ -504,9 +505,10 @@ def test_every_platform_opens_on_a_page_with_a_hint_for_every_field(qtbot, engin
 
 
 def test_closing_the_wizard_during_a_test_stops_it_quietly(qtbot, loop, engine, broker, topic):
-    app = QApplication.instance()
-    app.setQuitOnLastWindowClosed(False)  # the window stays open behind the wizard in the console
-    w = make_wizard(None, "generic", engine=engine, test_timeout=30.0)
+    behind = QWidget()  # the console's window stays open behind its wizard
+    qtbot.addWidget(behind)
+    behind.show()
+    w = make_wizard(behind, "generic", engine=engine, test_timeout=30.0)
     w.show()
     _generic_to_test(w, broker.url("plain"), topic=topic + "/#")
 
@@ -519,8 +521,63 @@ def test_closing_the_wizard_during_a_test_stops_it_quietly(qtbot, loop, engine, 
         w.deleteLater()
         await until(lambda: op.state == "cancelled")
         await until(lambda: not engine._sinks)  # the test's session is gone from the engine  # noqa: SLF001
+        await asyncio.sleep(0.2)  # what the cancelled test still had to say reaches nobody
 
-    try:
-        loop.run_until_complete(scenario())
-    finally:
-        app.setQuitOnLastWindowClosed(True)
+    loop.run_until_complete(scenario())
+
+
+def test_the_window_saves_what_its_wizard_returns(qtbot, loop, broker, tmp_path, monkeypatch):
+    """The real flow: the window opens the wizard modally, the test runs inside it, and the
+    result is saved through the profile and secret stores (secrets only in the keyring)."""
+    from app.profiles import ProfileStore
+    from app.secrets import SecretStore
+    from ui.main_window import MainWindow
+
+    monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path / "data"))
+    store, secrets = ProfileStore(tmp_path / "config"), SecretStore()
+    window = MainWindow(profiles=store, secrets=secrets)
+    qtbot.addWidget(window)
+    window.show()
+    seen = {}
+
+    def drive() -> None:
+        w = QApplication.activeModalWidget()
+        if not isinstance(w, ConnectionWizard):
+            QTimer.singleShot(50, drive)
+            return
+        if key(w) == "broker":
+            w.currentPage().editors["url"].line.setText(broker.url("auth"))
+            w.currentPage().editors["username"].line.setText(broker.USER)
+            w.currentPage().editors["password"].line.setText(broker.PASSWORD)
+            w.pages["test"].timeout = 0.5
+            next_button(w).click()
+        elif key(w) == "topics":
+            w.currentPage().editors["topics"].line.setText("window/#")
+            next_button(w).click()
+        elif key(w) == "test" and next_button(w).isEnabled():
+            seen["test"] = w.flow.test_result
+            next_button(w).click()
+        elif key(w) == "finish":
+            w.currentPage().name.setText("From the wizard")
+            w.button(QWizard.WizardButton.FinishButton).click()
+            return
+        QTimer.singleShot(50, drive)
+
+    async def scenario():
+        QTimer.singleShot(0, drive)
+        QTimer.singleShot(0, lambda: window.new_connection("generic"))
+        await until(lambda: any(p.name == "From the wizard" for p in store.profiles()), 30)
+        saved = next(p for p in store.profiles() if p.name == "From the wizard")
+        page = window.pages[saved.id]  # the window opens what it saved
+        await until(lambda: page.bridge.connected)
+        page.disconnect()
+        await until(lambda: page.last_change.state == "disconnected")
+
+    loop.run_until_complete(scenario())
+    saved = next(p for p in store.profiles() if p.name == "From the wizard")
+    assert seen["test"].kind == "quiet"
+    assert saved.values["topics"] == "window/#" and "password" not in saved.values
+    assert secrets.get(saved.id, "password") == broker.PASSWORD
+    assert broker.PASSWORD not in (tmp_path / "config" / "profiles.json").read_text()
+    assert [e.name for e in window.sidebar.entries()] == ["From the wizard"]
+    window.close()
