@@ -309,7 +309,7 @@ class ImportPage(QWizardPage):
 
 
 def _shape(doc: dict) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+    return "Paste the body here; it looks like this:\n\n" + json.dumps(doc, indent=2, ensure_ascii=False)
 
 
 # What to paste, shown in the empty box: the shape of each platform's body (values elided).
