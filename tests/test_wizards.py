@@ -26,8 +26,11 @@ from ui.connection.wizard.pages import ConnectionTestPage, FieldsPage, ImportPag
 TEKTELIC_BODY = Path(__file__).resolve().parent / "samples" / "tektelic_mqtt_v2_integration_config_1.json"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def engine():
+    """An engine per test, as each test has its own qasync loop: an engine shared between loops
+    may free a closed loop's Qt timers on its reader thread (it keeps the last call's future
+    until the next one), which crashes a later test."""
     engine = EngineProcess()
     yield engine
     engine.close()
