@@ -85,10 +85,17 @@ class SessionBridge(QObject):
         return self.last_state is not None and self.last_state.state == "connected"
 
     def _new_engine(self) -> EngineProcess:
+        import weakref
+
         engine: EngineProcess | None = None
+        # Called on the engine's watchdog thread, which may outlive this bridge: a weak reference,
+        # so the bridge is never freed there (Qt objects are freed on the GUI thread).
+        bridge = weakref.ref(self)
 
         def lost(sentence: str) -> None:
-            self._engine_lost.emit(engine, sentence)
+            owner = bridge()
+            if owner is not None:
+                owner._engine_lost.emit(engine, sentence)
 
         engine = EngineProcess(on_lost=lost, heartbeat_timeout=self.heartbeat_timeout)
         return engine

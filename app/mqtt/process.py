@@ -673,6 +673,7 @@ class EngineProcess:
                 log.exception("engine-lost observer failed")
 
     def _read(self) -> None:
+        sink = fut = value = None
         while True:
             try:
                 msg = self._conn.recv()
@@ -707,6 +708,12 @@ class EngineProcess:
                         pass  # failed meanwhile (the engine was declared lost)
             except Exception:  # noqa: BLE001 - a sink's failure must not stop every other message
                 log.exception("engine message %r could not be delivered", kind)
+            # Released now, while the window still holds its own references: kept until the next
+            # message (or this thread's end), this thread could hold the last reference to a
+            # future (through its callbacks, a window's event loop) or a sink (a Qt object's
+            # method) and free it off the GUI thread (seen: a qasync loop freed here left a Qt
+            # timer on a dead object, and a later window crashed).
+            msg = sink = fut = value = None
         self._closed = True
         if not self._closing:
             self._lose_ended()
