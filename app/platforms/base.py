@@ -695,3 +695,34 @@ def config_from_profile(profile: dict, subscriptions=(), **overrides) -> Connect
     if not url:
         raise ProfileError("The broker address is missing; enter it as mqtts://host:port.")
     return parse_url(url, **values)
+
+
+def save_pem_texts(config: dict, entries, pem_dir, *, not_pem: str, no_folder: str) -> dict:
+    """Certificates and keys a platform's configuration body carries as PEM text, written to files
+    (folder 0700, files 0600 from the first byte) for the profile's file fields.
+
+    entries: (body keys tried in order, profile field, file name); not_pem and no_folder: the
+    platform's sentences, with {key} for the body key. Returns {profile field: path}."""
+    import os
+    from pathlib import Path
+
+    paths = {}
+    for keys, name, filename in entries:
+        key = next((k for k in keys if config.get(k)), None)
+        if key is None:
+            continue
+        text = config[key]
+        if not isinstance(text, str) or "-----BEGIN" not in text:
+            raise ProfileError(not_pem.format(key=key))
+        if pem_dir is None:
+            raise ProfileError(no_folder.format(key=key))
+        path = Path(pem_dir) / filename
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text if text.endswith("\n") else text + "\n")
+        except OSError as exc:
+            raise ProfileError(f"{key} cannot be saved to {path} ({exc.strerror}).") from None
+        paths[name] = str(path)
+    return paths

@@ -19,7 +19,6 @@ import math
 import os
 import re
 import time
-from pathlib import Path
 
 import orjson
 
@@ -46,6 +45,7 @@ from app.platforms.base import (
     assign_pages,
     json_type,
     load_json_object,
+    save_pem_texts,
     tls_from_profile,
     to_float,
     to_int,
@@ -857,9 +857,9 @@ _IMPORTED_KEYS = {
     "mqttVersion": "mqtt_version",
 }
 _PEM_KEYS = (
-    ("caCertificate", "ca_file", "tektelic-ca.pem"),
-    ("clientCertificate", "cert_file", "tektelic-client-cert.pem"),
-    ("clientPrivateKey", "key_file", "tektelic-client-key.pem"),
+    (("caCertificate",), "ca_file", "tektelic-ca.pem"),
+    (("clientCertificate",), "cert_file", "tektelic-client-cert.pem"),
+    (("clientPrivateKey",), "key_file", "tektelic-client-key.pem"),
 )
 
 _SAMPLE_VALUES = {
@@ -875,28 +875,14 @@ _SAMPLE_VALUES = {
 
 
 def _save_pem_files(config: dict, pem_dir) -> dict:
-    paths = {}
-    for key, name, filename in _PEM_KEYS:
-        text = config.get(key)
-        if not text:
-            continue
-        if not isinstance(text, str) or "-----BEGIN" not in text:
-            raise ProfileError(f"In the integration configuration, {key} is not PEM text (-----BEGIN …).")
-        if pem_dir is None:
-            raise ProfileError(
-                f"The integration configuration carries {key} as text; choose a folder to save it in, or save "
-                "it to a file yourself and choose that file."
-            )
-        path = Path(pem_dir) / filename
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(text)
-        except OSError as exc:
-            raise ProfileError(f"{key} cannot be saved to {path} ({exc.strerror}).") from None
-        paths[name] = str(path)
-    return paths
+    return save_pem_texts(
+        config,
+        _PEM_KEYS,
+        pem_dir,
+        not_pem="In the integration configuration, {key} is not PEM text (-----BEGIN …).",
+        no_folder="The integration configuration carries {key} as text; choose a folder to save it in, or save "
+        "it to a file yourself and choose that file.",
+    )
 
 
 def check_client_id(label: str, client_id: str | None, mqtt_version: str) -> None:

@@ -21,7 +21,6 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import orjson
 
@@ -44,6 +43,7 @@ from app.platforms.base import (
     int_field,
     json_type,
     load_json_object,
+    save_pem_texts,
 )
 
 PLATFORM_NAME = "thingpark"
@@ -957,29 +957,14 @@ _CONNECTION_PEM_KEYS = (
 
 
 def _save_connection_pem_files(config: dict, pem_dir) -> dict:
-    paths = {}
-    for keys, name, filename in _CONNECTION_PEM_KEYS:
-        key = next((k for k in keys if config.get(k)), None)
-        if key is None:
-            continue
-        text = config[key]
-        if not isinstance(text, str) or "-----BEGIN" not in text:
-            raise ProfileError(f"{key} is not PEM text (-----BEGIN …).")
-        if pem_dir is None:
-            raise ProfileError(
-                f"the connection carries {key} as text; choose a folder to save it in, or save it to a file "
-                "yourself and choose that file."
-            )
-        path = Path(pem_dir) / filename
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(text if text.endswith("\n") else text + "\n")
-        except OSError as exc:
-            raise ProfileError(f"{key} cannot be saved to {path} ({exc.strerror}).") from None
-        paths[name] = str(path)
-    return paths
+    return save_pem_texts(
+        config,
+        _CONNECTION_PEM_KEYS,
+        pem_dir,
+        not_pem="{key} is not PEM text (-----BEGIN …).",
+        no_folder="the connection carries {key} as text; choose a folder to save it in, or save it to a file "
+        "yourself and choose that file.",
+    )
 
 
 def _lower_first(exc: Exception) -> str:
