@@ -32,7 +32,7 @@ from app.platforms.base import MAX_BODY, DecodeError, DownlinkRequest, EncodeErr
 
 log = logging.getLogger("uplink_console")
 PASSWORD_ENV = "UPLINK_CONSOLE_PASSWORD"
-HEADLESS_COMMANDS = ("capture", "decode", "encode-downlink", "profile", "bench")
+HEADLESS_COMMANDS = ("capture", "decode", "encode-downlink", "profile", "cert", "send", "outbox", "bench")
 SECRET_FILE_LIMIT = 64 * 1024  # a password, token or key passphrase is a line of text
 TLS_FILE_LIMIT = 16 * 1024 * 1024  # the largest CA bundles are a few hundred KiB
 
@@ -878,6 +878,12 @@ def build_parser(platform: Platform | None = None) -> argparse.ArgumentParser:
     pss.add_argument("name", metavar="NAME")
     pss.add_argument("field", metavar="FIELD")
     pss.set_defaults(func=cmd_profile_set_secret)
+
+    # Commands of their own features, each registered by its module.
+    from app import cli_cert, cli_downlink
+
+    cli_cert.add_parsers(sub)
+    cli_downlink.add_parsers(sub)
 
     b = sub.add_parser("bench", help="benchmarks (ingest)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
