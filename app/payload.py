@@ -1,4 +1,12 @@
-"""Payload conversions between hex, base64, text, JSON and byte arrays, with sentences for errors."""
+"""Payload conversions between hex, base64, text, JSON and byte arrays, with sentences for errors.
+
+The downlink composer's payload editor (ui/downlink/payload_editor.py) keeps what the user typed
+in one of FORMATS and converts it with `convert` when the format switch changes: through the
+bytes, so a switch never changes what is sent, and a switch that cannot be lossless (bytes that
+are not UTF-8 shown as text, bytes that are not JSON shown as JSON) refuses with the reason
+instead. Every error is a PayloadError whose text says what is wrong and where (a position is
+counted in characters of what was typed, from 1), so the editor can show it next to the input.
+"""
 
 from __future__ import annotations
 
@@ -18,29 +26,78 @@ _HEX_SEPARATORS = re.compile(r"[\s:\-]|0x", re.IGNORECASE)
 
 
 def from_hex(text: str) -> bytes:
-    cleaned = _HEX_SEPARATORS.sub("", text)
-    bad = re.search(r"[^0-9a-fA-F]", cleaned)
-    if bad:
-        raise PayloadError(f"Hex may contain only 0-9 and a-f; found {bad.group()!r} at position {bad.start() + 1}.")
+    """Hex digits; spaces, colons, dashes and 0x prefixes between bytes are allowed."""
+    pos = 0
+    digits = []
+    for match in _HEX_SEPARATORS.finditer(text):
+        digits.append((pos, text[pos : match.start()]))
+        pos = match.end()
+    digits.append((pos, text[pos:]))
+    for start, chunk in digits:
+        bad = re.search(r"[^0-9a-fA-F]", chunk)
+        if bad:
+            raise PayloadError(
+                f"Hex may contain only 0-9 and a-f; found {bad.group()!r} at position {start + bad.start() + 1}."
+            )
+    cleaned = "".join(chunk for _, chunk in digits)
     if len(cleaned) % 2:
         raise PayloadError(f"Hex needs an even number of digits; {len(cleaned)} were given (a digit is missing).")
     return bytes.fromhex(cleaned)
 
 
+_BASE64_STANDARD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_BASE64_URLSAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
 def from_base64(text: str) -> bytes:
-    cleaned = "".join(text.split())
-    if not cleaned:
+    """Standard or URL-safe base64 (not both mixed); whitespace is ignored and missing padding at
+    the end is tolerated, but padding elsewhere, too much of it, or a group that cannot be whole
+    is refused with the reason."""
+    chars = [(i, c) for i, c in enumerate(text) if not c.isspace()]
+    if not chars:
         return b""
-    urlsafe = "-" in cleaned or "_" in cleaned
-    padded = cleaned + "=" * (-len(cleaned) % 4)
+    alphabet = None
+    pad_at = None
+    for i, c in chars:
+        if c == "=":
+            if pad_at is None:
+                pad_at = i
+            continue
+        if pad_at is not None:
+            raise PayloadError(
+                f"This is not valid base64: '=' at position {pad_at + 1} is padding, which belongs only at the end."
+            )
+        if c in "+/" or c in "-_":
+            kind = _BASE64_STANDARD if c in "+/" else _BASE64_URLSAFE
+            if alphabet is not None and alphabet is not kind:
+                raise PayloadError(
+                    f"This is not valid base64: {c!r} at position {i + 1} mixes the standard (+/) and URL-safe "
+                    "(-_) alphabets."
+                )
+            alphabet = kind
+        elif c not in _BASE64_STANDARD:
+            raise PayloadError(f"This is not valid base64; {c!r} at position {i + 1} is not a base64 character.")
+    data = "".join(c for _, c in chars if c != "=")
+    pads = len(chars) - len(data)
+    if len(data) % 4 == 1:
+        plural = "s" if len(data) != 1 else ""
+        raise PayloadError(
+            f"This is not valid base64: it has {len(data)} character{plural}, and base64 comes in groups of four "
+            "where the last has at least two (a character is missing or one too many)."
+        )
+    if pads and (pads > 2 or (len(data) + pads) % 4):
+        needed = -len(data) % 4
+        raise PayloadError(
+            f"This is not valid base64: the padding at the end is {pads} '=' where {needed or 'none'} "
+            f"{'is' if needed == 1 else 'are'} needed."
+        )
+    padded = data + "=" * (-len(data) % 4)
     try:
-        if urlsafe:
+        if alphabet is _BASE64_URLSAFE:
             return base64.urlsafe_b64decode(padded)
         return base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
-        bad = re.search(r"[^A-Za-z0-9+/=_\-]", cleaned)
-        where = f"; {bad.group()!r} at position {bad.start() + 1} is not a base64 character" if bad else ""
-        raise PayloadError(f"This is not valid base64{where}.") from None
+        raise PayloadError("This is not valid base64.") from None
 
 
 def from_text(text: str) -> bytes:
@@ -58,12 +115,16 @@ def from_json(text: str) -> bytes:
 def from_byte_array(values) -> bytes:
     """A list of integers 0..255 (Tektelic's data.bytes) or text like "[1, 2, 255]"."""
     if isinstance(values, str):
+        if not values.strip():
+            return b""
         try:
             values = orjson.loads(values)
-        except orjson.JSONDecodeError:
-            raise PayloadError("A byte array looks like [1, 2, 255].") from None
+        except orjson.JSONDecodeError as exc:
+            raise PayloadError(
+                f"A byte array looks like [1, 2, 255]; this one has {json_error_text(exc, values)}."
+            ) from None
     if not isinstance(values, list):
-        raise PayloadError("A byte array must be a list of numbers from 0 to 255.")
+        raise PayloadError("A byte array must be a list of numbers from 0 to 255, in brackets: [1, 2, 255].")
     out = bytearray()
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 255:
@@ -108,6 +169,32 @@ def encode(data: bytes, fmt: str) -> str:
         case "bytes":
             return "[" + ", ".join(str(b) for b in data) + "]"
     raise PayloadError(f"Unknown payload format {fmt!r}; use one of {', '.join(FORMATS)}.")
+
+
+FORMAT_LABELS = {"hex": "hex", "base64": "base64", "text": "UTF-8 text", "json": "JSON", "bytes": "byte array"}
+
+
+def convert(text: str, source: str, target: str) -> str:
+    """What was typed in `source` format, shown in `target` format; the same bytes either way.
+
+    PayloadError when the input is not valid `source` ("Fix the hex first: ...") or when the
+    bytes cannot be shown as `target` without loss (not UTF-8, not JSON)."""
+    if source == target:
+        return text
+    try:
+        data = decode(text, source)
+    except PayloadError as exc:
+        raise PayloadError(f"Fix the {FORMAT_LABELS.get(source, source)} first: {_lower_first(str(exc))}") from None
+    try:
+        return encode(data, target)
+    except PayloadError as exc:
+        raise PayloadError(
+            f"This cannot be shown as {FORMAT_LABELS.get(target, target)}: {_lower_first(str(exc))}"
+        ) from None
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 def json_error_text(exc: orjson.JSONDecodeError, doc) -> str:
