@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 import time
 
-from app import simulate
 from app.platforms.tts_fast import uplink_row
+from app.simulate import tts as simulate
 from app.store import EventStore, Filter, columns_from_rows
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import orjson
 
-from app import platforms, simulate
+from app import platforms
 from app.platforms.base import body_problem
 from app.platforms.tts_fast import uplink_row
+from app.simulate import tts as simulate
 from app.store import EventStore, columns_from_rows, event_row
 
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "samples" / "tts_up_1.json"

@@ -11,11 +11,12 @@ import threading
 import paho.mqtt.client as paho
 import pytest
 
-from app import connection_test, platforms, simulate
+from app import connection_test, platforms
 from app.devbroker import free_port
 from app.mqtt.config import Subscription, TlsSettings, parse_url
 from app.mqtt.process import EngineProcess
 from app.progress import Cancelled, Progress
+from app.simulate import tts as simulate
 
 # Imported as a module: a function called test_connection here would be collected as a test.
 run_test = connection_test.test_connection

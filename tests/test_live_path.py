@@ -16,7 +16,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from app import simulate
+from app.simulate import tts as simulate
 from tests.conftest import until
 from tests.test_workspace import publish_uplinks, tts_connection
 

@@ -9,7 +9,7 @@ import random
 
 import paho.mqtt.client as paho
 
-from app import simulate
+from app.simulate import tts as simulate
 from tests.conftest import until
 
 

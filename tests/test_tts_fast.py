@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import simulate
 from app.platforms import get
 from app.platforms.base import json_loads
 from app.platforms.tts_fast import uplink_row
+from app.simulate import tts as simulate
 from app.store import ROW_FIELDS, event_row
 
 TTS = get("tts")

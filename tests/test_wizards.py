@@ -15,9 +15,9 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QWidget, QWizard
 
-from app import simulate
 from app.devbroker import free_port
 from app.mqtt.process import EngineProcess
+from app.simulate import tts as simulate
 from app.wizard_flow import WizardResult
 from tests.conftest import until
 from ui.connection.wizard import ConnectionWizard, make_wizard, open_wizard

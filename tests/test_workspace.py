@@ -8,8 +8,9 @@ import time
 
 import paho.mqtt.client as paho
 
-from app import platforms, simulate
+from app import platforms
 from app.mqtt.config import Transport
+from app.simulate import tts as simulate
 from app.store import EventStore, Filter, columns_from_rows, event_row
 from tests.conftest import until
 from ui.workspace.uplink_table import COL, UplinkTableModel

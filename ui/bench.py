@@ -30,7 +30,7 @@ FLOOD_NICENESS = 10
 
 def write_flood_files(directory: Path, n: int, devices: int) -> list[tuple[str, Path]]:
     """One file of message lines per device topic, for parallel `mosquitto_pub -l`."""
-    from app import simulate
+    from app.simulate import tts as simulate
 
     files = []
     per = [n // devices + (1 if d < n % devices else 0) for d in range(devices)]
@@ -142,8 +142,9 @@ def run_window(port: int, args, files) -> dict:
     import qasync
     from PySide6.QtWidgets import QApplication
 
-    from app import platforms, simulate
+    from app import platforms
     from app.mqtt.config import Transport
+    from app.simulate import tts as simulate
     from app.store import Filter, columns_from_rows, event_row
     from ui.application import Heartbeat, rss_mb
     from ui.main_window import MainWindow
