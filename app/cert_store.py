@@ -513,21 +513,22 @@ class CertificateStore:
         """Writes the entry converted (certs.convert) to out; pem-parts: out is a folder or a
         name prefix. Keys 0600; every file written atomically. Returns the files written."""
         parts = certs.convert(self.contents(entry_id), to, out_password=out_password, no_encryption=no_encryption)
-        return write_parts(parts, Path(out), to)
+        return write_parts(parts, out, to)
 
 
-def part_paths(parts: list[certs.Part], out: Path, to: str) -> list[Path]:
+def part_paths(parts: list[certs.Part], out: Path | str, to: str) -> list[Path]:
     """Where each part goes: out itself, or for pem-parts a file per part in the folder out (or
     next to the prefix out: '<prefix>-certificate.pem')."""
+    folder = str(out).endswith(("/", os.sep))
     out = Path(out).expanduser()
     if to != "pem-parts":
         return [out for _ in parts]
-    if out.is_dir() or str(out).endswith(("/", os.sep)):
+    if folder or out.is_dir():
         return [out / p.suffix for p in parts]
     return [out.with_name(f"{out.name}-{p.suffix}") for p in parts]
 
 
-def write_parts(parts: list[certs.Part], out: Path, to: str) -> list[Path]:
+def write_parts(parts: list[certs.Part], out: Path | str, to: str) -> list[Path]:
     from app.profiles import write_file_atomically
 
     paths = part_paths(parts, out, to)

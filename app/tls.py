@@ -5,6 +5,13 @@ PKCS#1, SEC1 or PKCS#8 form, encrypted or not: the formats the peers' users repo
 refused. Everything is read with `cryptography`, checked (key matches certificate, password
 right), then handed to OpenSSL re-encrypted with a one-time password, so an unencrypted key
 never touches the disk.
+
+ca_file, cert_file and key_file may also be references to the certificate manager's store
+("store:<id>", app/cert_store.py): read through the store, any form it holds (a stored PKCS#12 or
+a PEM with certificate and key works as cert_file alone), with the key password from the
+keyring when the settings carry none. An expired client certificate or CA is refused with a
+sentence before connecting unless the settings allow expired certificates (allow_expired), which
+also lets OpenSSL accept them.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from app import certs as certs_engine
+from app.cert_store import entry_id_of
 from app.mqtt.config import TlsSettings
 
 
@@ -49,10 +58,19 @@ def load_certificates(path: str, what: str = "certificate") -> list[x509.Certifi
         else:
             certs = [x509.load_der_x509_certificate(data)]
     except ValueError:
-        raise TlsConfigError(f"The {what} file {path} does not contain a certificate in PEM or DER form.") from None
+        certs = _other_forms(data)  # PKCS#7 bundles, PEM with other blocks between the certificates
+        if not certs:
+            raise TlsConfigError(f"The {what} file {path} does not contain a certificate in PEM or DER form.") from None
     if not certs:
         raise TlsConfigError(f"The {what} file {path} contains no certificate.")
     return certs
+
+
+def _other_forms(data: bytes) -> list[x509.Certificate]:
+    try:
+        return certs_engine.read(data).certificates
+    except certs_engine.CertError:
+        return []
 
 
 def load_private_key(path: str, password: str | None):
@@ -108,20 +126,98 @@ def check_key_matches(cert: x509.Certificate, key, cert_path: str, key_path: str
         )
 
 
-def build_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
-    """Blocking (reads files): call it off the GUI thread."""
+# OpenSSL's X509_V_FLAG_NO_CHECK_TIME: certificates are not checked against the clock.
+_NO_CHECK_TIME = 0x200000
+
+_ROLES = {"ca_file": "CA certificate", "cert_file": "client certificate", "key_file": "private key"}
+
+
+class _Store:
+    """The certificate store, opened only when a setting refers to it."""
+
+    def __init__(self, store=None) -> None:
+        self._store = store
+
+    def _open(self):
+        if self._store is None:
+            from app.cert_store import CertificateStore
+
+            try:
+                self._store = CertificateStore()
+            except OSError as exc:
+                raise TlsConfigError(f"The certificate manager cannot be opened: {exc}") from None
+        return self._store
+
+    def contents(self, value: str, field: str, password: str | None):
+        """(entry, Contents) of a reference; TlsConfigError sentences when it is gone or unreadable."""
+        store = self._open()
+        entry_id = entry_id_of(value)
+        try:
+            entry = store.get(entry_id)
+        except KeyError:
+            raise TlsConfigError(
+                f"The {_ROLES[field]} chosen for this connection ({value}) was deleted from the certificate "
+                "manager; choose another in the connection's settings."
+            ) from None
+        try:
+            return entry, store.contents(entry_id, password=password or None)
+        except certs_engine.PasswordNeeded:
+            raise TlsConfigError(
+                f"The {_ROLES[field]} '{entry.name}' needs its password, and none is kept for it; enter the key "
+                "password in the connection's settings or import it again with its password."
+            ) from None
+        except certs_engine.WrongPassword:
+            raise TlsConfigError(
+                f"The key password for '{entry.name}' is wrong; enter it again in the connection's settings."
+            ) from None
+        except certs_engine.CertError as exc:
+            raise TlsConfigError(str(exc)) from None
+        except OSError as exc:  # the stored file is missing, or the keyring failed
+            raise TlsConfigError(str(exc)) from None
+
+
+def _refuse_expired(certificates: list, what: str, allow_expired: bool) -> None:
+    """An expired certificate chosen in the settings, refused before connecting (a CA bundle
+    only when all of it has expired)."""
+    if allow_expired or not certificates:
+        return
+    problems = [certs_engine.expiry_problem(c) for c in certificates]
+    if all(status == "expired" for status, _ in problems):
+        _, sentence = problems[0]
+        raise TlsConfigError(f"The {what}: {sentence[0].lower()}{sentence[1:]}")
+
+
+def build_ssl_context(tls: TlsSettings, store=None) -> ssl.SSLContext:
+    """Blocking (reads files): call it off the GUI thread. `store`: a CertificateStore for
+    "store:<id>" references (default: the user's)."""
+    stored = _Store(store)
+    allow_expired = getattr(tls, "allow_expired", False)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if tls.verify_certificate:
         ctx.check_hostname = tls.verify_hostname
         ctx.verify_mode = ssl.CERT_REQUIRED
+        if allow_expired:
+            ctx.verify_flags |= _NO_CHECK_TIME
         if tls.ca_file:
-            certs = load_certificates(tls.ca_file, "CA certificate")
-            pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
+            if entry_id_of(tls.ca_file):
+                entry, contents = stored.contents(tls.ca_file, "ca_file", None)
+                ca_certs = contents.certificates
+                if not ca_certs:
+                    raise TlsConfigError(
+                        f"'{entry.name}' holds no certificate, so it cannot be the CA certificate; choose a CA "
+                        "certificate in the connection's settings."
+                    )
+                shown = f"'{entry.name}'"
+            else:
+                ca_certs = load_certificates(tls.ca_file, "CA certificate")
+                shown = tls.ca_file
+            _refuse_expired(ca_certs, "CA certificate", allow_expired)
+            pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in ca_certs)
             try:
                 ctx.load_verify_locations(cadata=pem)
             except ssl.SSLError as exc:
-                raise TlsConfigError(f"The CA certificate {tls.ca_file} was refused by OpenSSL ({exc}).") from None
+                raise TlsConfigError(f"The CA certificate {shown} was refused by OpenSSL ({exc}).") from None
         else:
             ctx.load_default_certs()
     else:
@@ -129,20 +225,49 @@ def build_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
 
     if tls.cert_file:
-        if tls.cert_file.lower().endswith(PKCS12_SUFFIXES):
-            key, chain = load_pkcs12(tls.cert_file, tls.key_password)
-            key_path = tls.cert_file
-        else:
-            if not tls.key_file:
-                raise TlsConfigError("A client certificate needs its private key; choose the key file too.")
-            chain = load_certificates(tls.cert_file, "client certificate")
-            key = load_private_key(tls.key_file, tls.key_password)
-            key_path = tls.key_file
-        check_key_matches(chain[0], key, tls.cert_file, key_path)
+        chain, key, cert_shown, key_shown = _client_pair(tls, stored)
+        check_key_matches(chain[0], key, cert_shown, key_shown)
+        _refuse_expired(chain[:1], "client certificate", allow_expired)
         _load_chain(ctx, chain, key)
     elif tls.key_file:
         raise TlsConfigError("A private key was given without its client certificate; choose the certificate too.")
     return ctx
+
+
+def _client_pair(tls: TlsSettings, stored: _Store):
+    """(chain leaf first, key, how the certificate and key are named in sentences)."""
+    key = None
+    if entry_id_of(tls.cert_file):
+        entry, contents = stored.contents(tls.cert_file, "cert_file", None if tls.key_file else tls.key_password)
+        chain = contents.chain()
+        if not chain:
+            raise TlsConfigError(
+                f"'{entry.name}' holds no certificate, so it cannot be the client certificate; choose one in the "
+                "connection's settings."
+            )
+        cert_shown = key_shown = f"'{entry.name}'"
+        key = contents.key
+    elif tls.cert_file.lower().endswith(PKCS12_SUFFIXES):
+        key, chain = load_pkcs12(tls.cert_file, tls.key_password)
+        return chain, key, tls.cert_file, tls.cert_file
+    else:
+        if not tls.key_file:
+            raise TlsConfigError("A client certificate needs its private key; choose the key file too.")
+        chain = load_certificates(tls.cert_file, "client certificate")
+        cert_shown = key_shown = tls.cert_file
+    if tls.key_file:
+        if entry_id_of(tls.key_file):
+            key_entry, key_contents = stored.contents(tls.key_file, "key_file", tls.key_password)
+            if key_contents.key is None:
+                raise TlsConfigError(
+                    f"'{key_entry.name}' holds no private key; choose the key in the connection's settings."
+                )
+            key, key_shown = key_contents.key, f"'{key_entry.name}'"
+        else:
+            key, key_shown = load_private_key(tls.key_file, tls.key_password), tls.key_file
+    if key is None:
+        raise TlsConfigError("A client certificate needs its private key; choose the key file too.")
+    return chain, key, cert_shown, key_shown
 
 
 def _load_chain(ctx: ssl.SSLContext, chain: list[x509.Certificate], key) -> None:

@@ -56,6 +56,9 @@ class TlsSettings:
     key_password: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log line
     verify_certificate: bool = True  # off only by an explicit, visible choice
     verify_hostname: bool = True
+    # Expired certificates (the client's, the chosen CA, the broker's) accepted: only by an
+    # explicit choice that stays visible on the connection.
+    allow_expired: bool = False
 
 
 @dataclass(frozen=True, slots=True)
