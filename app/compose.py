@@ -11,11 +11,9 @@ when the sentence names one, for the window to show inline.
 What the form asks per platform (FIELDS) follows each encoder's DownlinkRequest use:
 - tts: device, f_port, frm_payload (bytes) or decoded_payload (a JSON object for the
   application's formatter), priority, confirmed, push or replace, clear the queue (replace with
-  nothing), correlation ids (one of the console's own is always added so delivery can be
-  matched: `uplink-console:downlink:<id>`);
+  nothing), correlation ids;
 - thingpark: DevEUI, FPort 1..224, payload_hex or a decoded payload for the driver, Confirmed,
-  FlushDownlinkQueue, CorrelationID (left empty: one is made per composition, so the preview
-  shows the one that is sent);
+  FlushDownlinkQueue, CorrelationID;
 - drogue: device, command name, an FPort that makes the command `port:<n>` (Drogue's The Things
   Stack integration), the MQTT 5 content type;
 - tektelic: DevEUI, device id, FPort, confirmed and which downlink template of the profile
@@ -29,12 +27,17 @@ What the form asks per platform (FIELDS) follows each encoder's DownlinkRequest 
 The byte count is checked against the platform's limit (the encoders refuse beyond it) and,
 for LoRaWAN platforms, against the maximum application payload for the device's data rate and
 region from its last uplink (app/lorawan.py), or "unknown" when no uplink said.
+
+Each composition has the id its downlink will have in the outbox (app.outbox.new_downlink_id),
+and the request is tagged with it before encoding (app.outbox.tag_request: TTS gets
+`uplink-console:downlink:<id>` among its correlation ids, ThingPark the id as CorrelationID when
+the user gave none), so the preview already shows the body the outbox sends and delivery
+tracking matches; the meta handed to send_downlink is app.outbox.meta_for_request's, with that id.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import shlex
 from dataclasses import dataclass
 
@@ -43,10 +46,10 @@ import orjson
 from app import platforms
 from app.lorawan import DownlinkLimit, downlink_limit
 from app.mqtt.config import ConnectionConfig, MqttVersion, validate_topic_name
+from app.outbox import meta_for_request, new_downlink_id, tag_request
 from app.payload import PayloadError, decode, is_printable_text
 from app.platforms.base import DownlinkRequest, EncodeError, OutgoingMessage
 
-CONSOLE_CORRELATION_PREFIX = "uplink-console:downlink:"
 LORAWAN_MAX_PAYLOAD = 242  # the largest FRMPayload any region allows (its fastest data rates)
 
 
@@ -100,7 +103,7 @@ FIELDS: dict[str, tuple[ComposeField, ...]] = {
             "lines",
             "",
             placeholder="my-app:request:42",
-            help="One per line or comma; the console adds its own to follow the downlink.",
+            help="Your own, one per line or comma; the console adds its own to follow the downlink.",
         ),
     ),
     "thingpark": (
@@ -119,7 +122,7 @@ FIELDS: dict[str, tuple[ComposeField, ...]] = {
         ComposeField(
             "correlation_id",
             "CorrelationID",
-            placeholder="empty: one is made",
+            placeholder="empty: the console's downlink id",
             help="16 hex digits; ThingPark's Sent and Rejected reports name it.",
         ),
     ),
@@ -218,11 +221,6 @@ def _tektelic_templates(profile: dict) -> dict[str, str]:
         return dict(platforms.get("tektelic").downlink_templates)
 
 
-def new_downlink_id() -> str:
-    """A short id for one downlink (12 hex digits); also in the console's correlation id."""
-    return secrets.token_hex(6)
-
-
 @dataclass(frozen=True, slots=True)
 class PayloadState:
     data: bytes | None  # None: the text is not valid in its format
@@ -291,7 +289,6 @@ class Composition:
     def renew(self) -> None:
         """New ids for the next downlink (after one was sent)."""
         self.downlink_id = new_downlink_id()
-        self.thingpark_correlation = secrets.token_hex(8).upper()
 
     def field(self, name: str) -> ComposeField | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -405,7 +402,6 @@ class Composition:
         }
         if p == "tts":
             cids = self._lines("correlation_ids")
-            cids.append(CONSOLE_CORRELATION_PREFIX + self.downlink_id)
             values.update(
                 priority=self._text("priority"),
                 replace=self.values.get("operation") == "replace" or bool(self.values.get("clear_queue")),
@@ -416,7 +412,7 @@ class Composition:
         elif p == "thingpark":
             values.update(
                 flush_queue=bool(self.values.get("flush_queue")),
-                correlation_ids=(self._text("correlation_id") or self.thingpark_correlation,),
+                correlation_ids=(self._text("correlation_id"),) if self._text("correlation_id") else (),
             )
         elif p == "drogue":
             values.update(command=self._text("command"), content_type=self._text("content_type"))
@@ -445,7 +441,8 @@ class Composition:
             return Composed(None, state.error, "payload")
         try:
             request = self.request(state.data if (state.data or not self._empty_means_none()) else None)
-            message = self.platform.encode_downlink(self.profile_for_encoder(), request)
+            tagged = tag_request(self.platform_name, request, self.downlink_id)
+            message = self.platform.encode_downlink(self.profile_for_encoder(), tagged)
             if self.platform_name == "generic":
                 message = self._generic_extras(message)
         except _FieldError as exc:
@@ -517,24 +514,10 @@ class Composition:
 
     def _meta(self, message: OutgoingMessage, request: DownlinkRequest) -> dict:
         """What the outbox keeps beside the message, for the Downlinks view and delivery matching."""
-        correlation_ids = list(request.correlation_ids)
-        if self.platform_name == "thingpark":
-            try:
-                correlation_ids = [orjson.loads(message.payload)["DevEUI_downlink"]["CorrelationID"]]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                pass
-        return {
-            "id": self.downlink_id,
-            "platform": self.platform_name,
-            "device_id": request.device_id,
-            "dev_eui": (request.dev_eui or "").replace(":", "").replace("-", "").upper() or None,
-            "f_port": request.f_port,
-            "payload_hex": request.payload.hex() if request.payload is not None else None,
-            "decoded": request.decoded,
-            "confirmed": request.confirmed,
-            "correlation_ids": correlation_ids,
-            "command": request.command,
-        }
+        meta = meta_for_request(self.platform_name, request, id=self.downlink_id)
+        if request.command:
+            meta["command"] = request.command
+        return meta
 
 
 class _FieldError(Exception):

@@ -4,6 +4,11 @@ A platform connection shows its uplink workspace; a raw MQTT connection shows th
 bar, subscriptions, the publish box and the message log. Each page keeps its own session (a
 bridge with its engine process), table and state, so several connections stay open at once and
 switching between them (the window's sidebar) is instant and loses nothing.
+
+A platform page also sends downlinks: "Send downlink…" in its header (and "Send downlink…" on a
+right-click of an uplink row or a device, pre-filled from it) opens the composer
+(ui/downlink/composer.py), which hands the message to this page's outbox through the bridge; the
+"Downlinks" tab beside Details and Radio charts follows every downlink of the connection.
 """
 
 from __future__ import annotations
@@ -103,15 +108,32 @@ class ConnectionPage(QWidget):
         self.connect_button = QPushButton("Connect")
         self.connect_button.setMinimumWidth(100)
         self.connect_button.clicked.connect(self._toggle)
+        self.downlink_button = QPushButton("Send downlink…")
+        self.downlink_button.setToolTip(
+            "Compose a downlink for this platform; right-click an uplink or a device to reply to it"
+        )
+        self.downlink_button.clicked.connect(lambda: self.open_composer())
         header.addWidget(self.title_label)
         header.addWidget(self.summary, 1)
+        header.addWidget(self.downlink_button)
         header.addWidget(self.connect_button)
         lay.addLayout(header)
         lay.addWidget(self.notices)
         self.workspace = PlatformWorkspace(**({"max_rows": self.max_rows} if self.max_rows else {}))
         self.workspace.notice.connect(self.show_notice)
         lay.addWidget(self.workspace, 1)
+        self._add_downlinks()
         self._show_title()
+
+    def _add_downlinks(self) -> None:
+        from ui.downlink.downlinks_view import DownlinksView
+
+        self.composer = None
+        self.downlinks_view = DownlinksView()
+        self.downlinks_view.attach(self.bridge, spawn)
+        self.downlinks_tab = self.workspace.bottom.addTab(self.downlinks_view, "Downlinks")
+        self.workspace.view.send_downlink_requested.connect(self.reply_to_row)
+        self.workspace.devices.send_downlink_requested.connect(self.reply_to_device)
 
     def _build_raw(self, lay: QVBoxLayout) -> None:
         from ui.connection.connection_bar import ConnectionBar
@@ -178,10 +200,15 @@ class ConnectionPage(QWidget):
         self._new_connection(config)
         self.workspace.open_history(self.history_name)
         rows = min(self.workspace.store.max_rows, HISTORY_ROWS_AT_START)
-        spawn(
-            self.bridge.connect_to(config, name, profile, self.history_name, rows, self.retention),
-            self.show_error,
-        )
+        if self.composer is not None:
+            self.composer.close()
+            self.composer = None  # the next one is built for the new settings
+
+        async def go():
+            await self.bridge.connect_to(config, name, profile, self.history_name, rows, self.retention)
+            self.downlinks_view.reload()
+
+        spawn(go(), self.show_error)
 
     def connect_with(self, config: ConnectionConfig) -> None:
         """A raw MQTT connection with the bar's (or these) settings."""
@@ -223,6 +250,88 @@ class ConnectionPage(QWidget):
             SessionState.DISCONNECTED,
             SessionState.FAILED,
         )
+
+    # ----- downlinks
+    def open_composer(self, prefill: dict | None = None):
+        """The composer for this connection's platform (one per page; a reply pre-fills it)."""
+        from ui.downlink.composer import ComposerDialog
+
+        if self.platform_name is None:
+            self.message.emit("Connect first: the composer builds the platform's message from the connection.")
+            return None
+        if self.composer is None:
+            self.composer = ComposerDialog(
+                self.platform_name,
+                self.profile,
+                config=self.config,
+                connection_key=self.key,
+                title=self.title,
+                sender=getattr(self.bridge, "send_downlink", None),
+                spawn=lambda coro: spawn(coro, self.show_error),
+                parent=self,
+            )
+            self.composer.sent.connect(self._downlink_sent)
+        if prefill:
+            self.composer.prefill(**prefill)
+        self.composer.show()
+        self.composer.raise_()
+        self.composer.activateWindow()
+        return self.composer
+
+    def _downlink_sent(self, entry) -> None:
+        if isinstance(entry, dict):
+            self.downlinks_view.model.upsert(entry)
+        self.workspace.bottom.setCurrentWidget(self.downlinks_view)
+
+    def reply_to_row(self, position: int) -> None:
+        """Right-click → Send downlink… on an uplink row: its device, DevEUI, FPort and radio."""
+        from app.store import NONE_INT
+
+        store = self.workspace.store
+        try:
+            row = store.row(position)
+        except IndexError:
+            return
+
+        def value(name):
+            v = row.get(name)
+            return None if v == NONE_INT or v is None else v
+
+        self.open_composer(
+            {
+                "device_id": value("device_id"),
+                "dev_eui": value("dev_eui"),
+                "f_port": value("f_port"),
+                "radio": (value("spreading_factor"), value("bandwidth_hz"), value("frequency_hz")),
+            }
+        )
+
+    def reply_to_device(self, key: str) -> None:
+        """Right-click → Send downlink… on a device: its ids, last FPort and its last uplink's radio."""
+        stats = self.workspace.tracker.stats(key)
+        if stats is None:
+            return
+        self.open_composer(
+            {
+                "device_id": stats.device_id,
+                "dev_eui": stats.dev_eui,
+                "f_port": stats.last_f_port,
+                "radio": self._last_radio(key),
+            }
+        )
+
+    def _last_radio(self, key: str) -> tuple | None:
+        """(SF, bandwidth, frequency) of the device's newest uplink in the table that has them."""
+        from app.store import NONE_INT
+
+        store = self.workspace.store
+        cols = store.cols
+        keys, kinds, sfs = cols["device_key"], cols["kind"], cols["spreading_factor"]
+        for i in range(len(keys) - 1, -1, -1):
+            if keys[i] == key and kinds[i] == "uplink" and sfs[i] != NONE_INT:
+                bw, freq = cols["bandwidth_hz"][i], cols["frequency_hz"][i]
+                return (sfs[i], None if bw == NONE_INT else bw, None if freq == NONE_INT else freq)
+        return None
 
     # ----- raw MQTT
     def add_subscription(self, sub: Subscription, quiet: bool = False) -> None:
@@ -317,6 +426,8 @@ class ConnectionPage(QWidget):
         return rows, model.first_row_at, model.last_row_at
 
     def shutdown(self) -> None:
+        if getattr(self, "composer", None) is not None:
+            self.composer.close()
         self.bridge.shutdown()
         if self.workspace is not None:
             self.workspace.close_history()

@@ -405,6 +405,7 @@ class DevicesView(QWidget):
     """The devices table with a text filter and a device count; selecting a row picks a device."""
 
     device_selected = Signal(object)  # device key, or None when the selection is cleared
+    send_downlink_requested = Signal(str)  # right-click → "Send downlink…": the device key
 
     def __init__(self, source: DevicesModel | DeviceTracker | None = None, parent=None) -> None:
         """source: the model to show, or a tracker to show through a model of its own."""
@@ -472,6 +473,9 @@ class DevicesView(QWidget):
         # Right-click on the header: choose the columns.
         hh.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         hh.customContextMenuRequested.connect(self._column_menu)
+        # Right-click on a device: reply to it ("Send downlink…"; the page opens the composer).
+        t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        t.customContextMenuRequested.connect(self._device_menu)
 
         self.timer = QTimer(self)
         self.timer.setInterval(1000)
@@ -529,6 +533,15 @@ class DevicesView(QWidget):
             return
         noun = "device" if total == 1 else "devices"
         self.count_label.setText(f"{total:,} {noun}" if shown == total else f"{shown:,} of {total:,} {noun}")
+
+    def _device_menu(self, pos) -> None:
+        index = self.table.indexAt(pos)
+        key = self.model.key_at(index.row()) if index.isValid() else None
+        if key is None:
+            return
+        menu = QMenu(self)
+        menu.addAction("Send downlink…", lambda: self.send_downlink_requested.emit(key))
+        menu.exec(self.table.viewport().mapToGlobal(pos))
 
     def _column_menu(self, pos) -> None:
         menu = QMenu(self)

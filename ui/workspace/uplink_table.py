@@ -426,6 +426,7 @@ class UplinkDelegate(QStyledItemDelegate):
 
 class UplinkTableView(FollowingTableView):
     position_selected = Signal(object)  # absolute store position, or None
+    send_downlink_requested = Signal(int)  # right-click → "Send downlink…": the row's absolute store position
 
     def __init__(self, model: UplinkTableModel, parent=None) -> None:
         super().__init__(model, parent)
@@ -457,6 +458,20 @@ class UplinkTableView(FollowingTableView):
         self.setItemDelegate(UplinkDelegate(model, self))
         model.modelReset.connect(self._after_reset)
         self.selectionModel().currentRowChanged.connect(self._current_changed)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._row_menu)
+
+    def _row_menu(self, pos) -> None:
+        """Reply: "Send downlink…" on a row opens the composer for its device (the page listens)."""
+        from PySide6.QtWidgets import QMenu
+
+        index = self.indexAt(pos)
+        if not index.isValid():
+            return
+        position = self.model().position(index.row())
+        menu = QMenu(self)
+        menu.addAction("Send downlink…", lambda: self.send_downlink_requested.emit(position))
+        menu.exec(self.viewport().mapToGlobal(pos))
 
     def _after_reset(self) -> None:
         self.scrollToBottom()

@@ -1,0 +1,1 @@
+"""Downlinks in the window: the composer (form, payload editor, preview, templates) and the Downlinks view."""
