@@ -154,11 +154,20 @@ class Contents:
         return self.certificates[0]
 
     def chain(self) -> list[x509.Certificate]:
-        """The certificates leaf first, then the others in file order."""
+        """The certificates leaf first, then each one's issuer in turn (a PKCS#7 bundle is a
+        sorted set, not a chain), then any others in file order."""
         leaf = self.leaf
         if leaf is None:
             return []
-        return [leaf, *(c for c in self.certificates if c is not leaf)]
+        ordered = [leaf]
+        rest = [c for c in self.certificates if c is not leaf]
+        while rest:
+            issuer = next((c for c in rest if c.subject == ordered[-1].issuer and _issued_by(ordered[-1], c)), None)
+            if issuer is None or ordered[-1].subject == ordered[-1].issuer:
+                break
+            ordered.append(issuer)
+            rest.remove(issuer)
+        return ordered + rest
 
 
 def _now() -> dt.datetime:
