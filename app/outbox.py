@@ -892,7 +892,11 @@ class OutboxRunner:
             self._publish = None
             self._connected = False
 
-    def set_connected(self, up: bool) -> None:
+    def set_connected(self, up: bool, publish=None) -> None:
+        """The session's state; `publish` (what it attached) lets a replaced session's last word
+        ("disconnected") pass without stopping its successor's drain."""
+        if publish is not None and publish is not self._publish:
+            return
         self._connected = up
         if up and self._wake is not None:
             self._wake.set()

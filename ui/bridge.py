@@ -8,6 +8,12 @@ queued signals.
 
 The engine process is watched (a heartbeat, see EngineProcess): one that stops answering or
 ends is reported in one sentence, replaced by a new one, and the connection is resumed there.
+
+Downlinks go through the connection's outbox, which lives in the engine process (app/outbox.py has
+the contract): send_downlink / cancel_downlink / retry_downlink / downlinks(), and
+`downlink_changed(dict)` for every new entry and transition, collected on the engine's reader
+thread and emitted on the same timer as the message batches (the latest state of each entry once
+per tick).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
+import weakref
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -37,6 +45,8 @@ class SessionBridge(QObject):
     messages_arrived = Signal(object)  # list of ReceivedMessage or column batches, one emission per tick
     # A lasting notice of the connection: (key, sentence), or (key, None) when it no longer holds.
     notice = Signal(str, object)
+    # An outbox entry (app/outbox.py's entry dict) that is new or changed state.
+    downlink_changed = Signal(dict)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -51,6 +61,11 @@ class SessionBridge(QObject):
         self.last_state: StateChange | None = None
         self.restarts: list[float] = []  # monotonic times the engine was replaced
         self._session_args: tuple | None = None  # what the current session was started with
+        # The connection whose outbox send_downlink uses: the session's history name (set by
+        # connect_to), or set by the owner before the first connect.
+        self.outbox_key: str | None = None
+        self._downlinks_lock = threading.Lock()
+        self._downlinks_pending: dict[str, dict] = {}  # id -> latest entry, filled by the reader thread
         # Emitted from the engine's threads; Qt queues them to the GUI thread.
         self._state_from_engine.connect(self._on_event_state)
         self._notice_from_engine.connect(self.notice)
@@ -79,6 +94,11 @@ class SessionBridge(QObject):
     def _drain(self) -> None:
         if len(self.buffer):
             self.messages_arrived.emit(self.buffer.drain())
+        if self._downlinks_pending:
+            with self._downlinks_lock:
+                pending, self._downlinks_pending = self._downlinks_pending, {}
+            for entry in pending.values():
+                self.downlink_changed.emit(entry)
 
     @property
     def connected(self) -> bool:
@@ -98,7 +118,30 @@ class SessionBridge(QObject):
                 owner._engine_lost.emit(engine, sentence)
 
         engine = EngineProcess(on_lost=lost, heartbeat_timeout=self.heartbeat_timeout)
+        if self.outbox_key is not None:
+            self._watch_outbox(engine, self.outbox_key)
         return engine
+
+    def _watch_outbox(self, engine: EngineProcess, key: str) -> None:
+        """Entries of `key`'s outbox from the engine's reader thread into the pending dict (the
+        bridge held weakly: the reader thread must never free a Qt object)."""
+        bridge = weakref.ref(self)
+
+        def on_entries(entries: list) -> None:
+            owner = bridge()
+            if owner is None:
+                return
+            with owner._downlinks_lock:
+                for entry in entries:
+                    owner._downlinks_pending.pop(entry["id"], None)  # re-inserted last: order of change
+                    owner._downlinks_pending[entry["id"]] = entry
+
+        def on_notice(sentence) -> None:
+            owner = bridge()
+            if owner is not None:
+                owner._notice_from_engine.emit("outbox", sentence)
+
+        engine.watch_downlinks(key, on_entries, on_notice)
 
     async def connect_to(
         self,
@@ -113,6 +156,8 @@ class SessionBridge(QObject):
         kept in the history file `history_name` (its newest history_rows sent first)."""
         await self.disconnect_from()
         self._session_args = (config, platform, profile, history_name, retention)
+        if platform and history_name:
+            self._set_outbox_key(history_name)
         if self.engine_kind == "thread":
             if self.engine is None:
                 self.engine = EngineThread()
@@ -220,6 +265,51 @@ class SessionBridge(QObject):
 
             raise SessionError("Not connected; connect first, then publish.")
         await self.session.publish(topic, payload, **kw)
+
+    # ----- downlinks (see app/outbox.py for the entry dicts and meta keys)
+    def _set_outbox_key(self, key: str) -> None:
+        if key == self.outbox_key:
+            return
+        old, self.outbox_key = self.outbox_key, key
+        if isinstance(self.engine, EngineProcess):
+            if old is not None:
+                self.engine.unwatch_downlinks(old)
+            self._watch_outbox(self.engine, key)
+
+    def _outbox_engine(self) -> tuple[EngineProcess, str]:
+        from app.outbox import OutboxError
+
+        if self.outbox_key is None:
+            raise OutboxError("Choose or connect a saved connection first: downlinks wait in that connection's outbox.")
+        if self.engine_kind == "thread":
+            raise OutboxError(
+                "Downlinks need the engine process; start the console without UPLINK_CONSOLE_ENGINE=thread."
+            )
+        if self.engine is None or self.engine.lost:
+            self.engine = self._new_engine()
+        return self.engine, self.outbox_key
+
+    async def send_downlink(self, message, meta: dict | None = None) -> dict:
+        """Puts the downlink in the connection's outbox (sent at once when connected, else when the
+        connection is up again); returns its entry dict. Raises OutboxFull (a sentence)."""
+        engine, key = self._outbox_engine()
+        meta = dict(meta or {})
+        if not meta.get("platform") and self._session_args is not None and self._session_args[1]:
+            meta["platform"] = self._session_args[1]
+        return await engine.send_downlink(key, message, meta)
+
+    async def cancel_downlink(self, downlink_id: str) -> dict:
+        engine, key = self._outbox_engine()
+        return await engine.cancel_downlink(key, downlink_id)
+
+    async def retry_downlink(self, downlink_id: str) -> dict:
+        engine, key = self._outbox_engine()
+        return await engine.retry_downlink(key, downlink_id)
+
+    async def downlinks(self) -> list[dict]:
+        """Every entry kept in the connection's outbox, oldest first."""
+        engine, key = self._outbox_engine()
+        return await engine.downlinks(key)
 
     def shutdown(self) -> None:
         self.timer.stop()

@@ -7,10 +7,18 @@ flood. In a child process the socket work, MQTT decoding and platform parsing ru
 core, and the GUI process only unpickles finished batches.
 
 Protocol (tuples over a multiprocessing Pipe):
-    parent -> child: (call_id, op, *args)       ops: start, stop, subscribe, unsubscribe, publish, exit
+    parent -> child: (call_id, op, *args)       ops: start, stop, subscribe, unsubscribe, publish, exit,
+                                                     downlink_send, downlink_cancel, downlink_retry, downlinks
     child -> parent: ("reply", call_id, ok, result_or_error_sentence)
                      ("state", session_id, StateChange)
                      ("batch", session_id, [item, ...])   items: ReceivedMessage, or event tuples
+                     ("downlinks", outbox key, [entry dict, ...])   every change of that outbox
+                     ("downlink_notice", outbox key, sentence or None)
+
+Outboxes (app/outbox.py) live here too, one OutboxRunner per connection key (the session's history
+name): it drains while that connection's session is connected and follows delivery on the events
+the session's parser already makes (only downlink_* kinds reach it; the uplink path is untouched).
+A window may put a downlink in the outbox while no session runs: it waits for the next connection.
 """
 
 from __future__ import annotations
@@ -279,10 +287,12 @@ def _unwritable_folder() -> str | None:
 class _Channel:
     """One session's outgoing side in the engine: pending items, history, column batches."""
 
-    __slots__ = ("sid", "items", "raws", "columns", "history", "next_id")
+    __slots__ = ("sid", "items", "raws", "columns", "history", "next_id", "outbox", "outbox_publish")
 
-    def __init__(self, sid: int, columns: bool, history: _HistoryThread | None) -> None:
+    def __init__(self, sid: int, columns: bool, history: _HistoryThread | None, outbox=None) -> None:
         self.sid = sid
+        self.outbox = outbox  # app.outbox.OutboxRunner of the connection, or None
+        self.outbox_publish = None  # what this session attached to it
         self.items: list = []
         self.raws: list = []
         self.columns = columns
@@ -325,6 +335,21 @@ async def _serve(conn) -> None:
     sessions: dict[int, MqttSession] = {}
     channels: dict[int, _Channel] = {}
     histories: dict[str, _HistoryThread] = {}  # the latest writer of each history file
+    outboxes: dict = {}  # outbox key -> app.outbox.OutboxRunner
+
+    async def outbox_for(key: str):
+        from app.outbox import OutboxRunner
+
+        runner = outboxes.get(key)
+        if runner is None:
+            runner = OutboxRunner(
+                key,
+                lambda entries: send(("downlinks", key, entries)),
+                on_problem=lambda sentence: send(("downlink_notice", key, sentence)),
+            )
+            await runner.open()
+            outboxes[key] = runner
+        return runner
 
     def flush(ch: _Channel) -> None:
         items = ch.items
@@ -357,6 +382,8 @@ async def _serve(conn) -> None:
             parse = platform.parser_for(profile).parse_or_error
             fast = platform.row_parser(profile)
             keep_raw = ch.next_id is not None
+            track = ch.outbox.observe if ch.outbox is not None else None
+            from app.outbox import DOWNLINK_KINDS
 
             def add_error(msg, text: str) -> None:
                 event = error_event(platform_name, msg.topic, text)
@@ -384,6 +411,8 @@ async def _serve(conn) -> None:
                     if keep_raw:
                         ch.raws.append((msg.topic, payload, msg.properties, event.received_at, event.correlation_ids))
                         ch.next_id += 1
+                    if track is not None and event.kind in DOWNLINK_KINDS:
+                        track(event)  # the outbox's own thread does the work; the row stays in the table
 
             def on_message(msg) -> None:
                 # Called from the socket reader: whatever a message holds, it must not raise
@@ -412,6 +441,8 @@ async def _serve(conn) -> None:
         def on_state(change: StateChange) -> None:
             flush(ch)
             send(("state", ch.sid, change))
+            if ch.outbox is not None:
+                ch.outbox.set_connected(change.state == "connected", ch.outbox_publish)
 
         return on_message, on_state
 
@@ -461,7 +492,14 @@ async def _serve(conn) -> None:
                     history_name, lambda key, text: send(("notice", sid, key, text)), retention
                 )
                 await loop.run_in_executor(None, history.ready.wait, 10)
-        ch = channels[sid] = _Channel(sid, bool(platform_name), history)
+        runner = None
+        if platform_name and history_name:
+            try:
+                runner = await outbox_for(history_name)
+            except Exception as exc:  # noqa: BLE001 - the live view works without the outbox
+                log.exception("outbox could not be opened")
+                send(("notice", sid, "outbox", f"Downlinks cannot be sent from this connection: {exc}"))
+        ch = channels[sid] = _Channel(sid, bool(platform_name), history, runner)
         if ch.next_id is not None and first_id > ch.next_id:
             ch.next_id = first_id
         on_message, on_state = make_sinks(ch, platform_name, profile or {})
@@ -474,10 +512,18 @@ async def _serve(conn) -> None:
                 credentials = _first_two(provider)
         session = MqttSession(config, on_message=on_message, on_state=on_state, credentials=credentials)
         sessions[sid] = session
+        if runner is not None:
+            from app.outbox import session_publisher
+
+            ch.outbox_publish = session_publisher(session)
+            runner.attach(ch.outbox_publish)
         await session.start()
 
     async def stop(sid: int) -> None:
         session = sessions.pop(sid, None)
+        ch = channels.get(sid)
+        if ch is not None and ch.outbox is not None:
+            ch.outbox.detach(ch.outbox_publish)  # a newer session of the same connection keeps its own
         if session is not None:
             await session.stop()
         ch = channels.pop(sid, None)
@@ -498,6 +544,14 @@ async def _serve(conn) -> None:
                     await start(*args)
                 elif op == "stop":
                     await stop(args[0])
+                elif op == "downlink_send":
+                    result = await (await outbox_for(args[0])).send(args[1], args[2])
+                elif op == "downlink_cancel":
+                    result = await (await outbox_for(args[0])).cancel(args[1])
+                elif op == "downlink_retry":
+                    result = await (await outbox_for(args[0])).retry(args[1])
+                elif op == "downlinks":
+                    result = await (await outbox_for(args[0])).entries()
                 else:
                     session = sessions.get(args[0])
                     if session is None:
@@ -524,6 +578,11 @@ async def _serve(conn) -> None:
         for sid in list(sessions):
             try:
                 await asyncio.wait_for(stop(sid), 5)
+            except Exception:  # noqa: BLE001
+                pass
+        for runner in list(outboxes.values()):
+            try:
+                await asyncio.wait_for(runner.close(), 5)
             except Exception:  # noqa: BLE001
                 pass
 
@@ -561,6 +620,8 @@ class EngineProcess:
         self._calls: dict[int, concurrent.futures.Future] = {}
         self._ids = itertools.count(1)
         self._sinks: dict[int, tuple[Callable, Callable, Callable | None]] = {}
+        # outbox key -> (on_entries(list of entry dicts), on_notice(sentence or None) or None)
+        self._downlink_sinks: dict[str, tuple[Callable, Callable | None]] = {}
         self._closed = False
         self._closing = False  # close() was called: an ending engine is no surprise
         self.on_lost = on_lost
@@ -594,6 +655,27 @@ class EngineProcess:
 
     def unregister(self, sid: int) -> None:
         self._sinks.pop(sid, None)
+
+    # ----- downlinks (app/outbox.py): the outbox of a connection key lives in the engine
+    def watch_downlinks(self, key: str, on_entries: Callable[[list], None], on_notice: Callable | None = None) -> None:
+        """on_entries(list of entry dicts) for every change of that outbox, on the reader thread."""
+        self._downlink_sinks[key] = (on_entries, on_notice)
+
+    def unwatch_downlinks(self, key: str) -> None:
+        self._downlink_sinks.pop(key, None)
+
+    async def send_downlink(self, key: str, message, meta: dict | None = None) -> dict:
+        """Puts the downlink in the outbox of `key`; its entry dict. OutboxFull when it is full."""
+        return await self.run("downlink_send", key, message, dict(meta or {}))
+
+    async def cancel_downlink(self, key: str, downlink_id: str) -> dict:
+        return await self.run("downlink_cancel", key, downlink_id)
+
+    async def retry_downlink(self, key: str, downlink_id: str) -> dict:
+        return await self.run("downlink_retry", key, downlink_id)
+
+    async def downlinks(self, key: str) -> list[dict]:
+        return await self.run("downlinks", key)
 
     def _send(self, msg) -> None:
         self._outbox.put(msg)
@@ -694,6 +776,13 @@ class EngineProcess:
                     sink = self._sinks.get(msg[1])
                     if sink is not None and sink[2] is not None:
                         sink[2](msg[2], msg[3])
+                elif kind == "downlinks" or kind == "downlink_notice":
+                    sink = self._downlink_sinks.get(msg[1])
+                    if sink is not None:
+                        if kind == "downlinks":
+                            sink[0](msg[2])
+                        elif sink[1] is not None:
+                            sink[1](msg[2])
                 elif kind == "reply":
                     _, call_id, ok, value = msg
                     fut = self._calls.pop(call_id, None)
@@ -747,6 +836,10 @@ def _rebuild_error(kind: str, text: str) -> Exception:
         return ConfigError(text)
     if kind == "TimeoutError":
         return TimeoutError(text)
+    if kind in ("OutboxFull", "OutboxError"):
+        from app.outbox import OutboxError, OutboxFull
+
+        return OutboxFull(text) if kind == "OutboxFull" else OutboxError(text)
     return SessionError(text)
 
 
