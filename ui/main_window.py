@@ -136,10 +136,25 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+        self._build_tools_menu()
         help_menu = self.menuBar().addMenu("&Help")
         about = QAction("About Uplink Console", self)
         about.triggered.connect(self._about)
         help_menu.addAction(about)
+
+    def _build_tools_menu(self) -> None:
+        """Tools: the certificate manager (and, later, other tools)."""
+        self.tools_menu = self.menuBar().addMenu("&Tools")
+        certificates = QAction("Certificates…", self)
+        certificates.setToolTip("Import, inspect, convert, fetch and generate certificates and keys")
+        certificates.triggered.connect(self.show_certificates)
+        self.tools_menu.addAction(certificates)
+
+    def show_certificates(self):
+        """The certificate manager (one, non-modal), knowing the saved connections."""
+        from ui.certificates.manager import show_manager
+
+        return show_manager(self, profiles=self.profile_store)
 
     # ----- the stores (made at first use: a window in a test may never need them)
     @property

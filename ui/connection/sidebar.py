@@ -4,10 +4,18 @@ broker and live state, with New, Edit, Duplicate, Rename, Delete and Connect/Dis
 The sidebar only shows and asks; the window does what is asked (it owns the profile store, the
 keyring and the open connections). Entries are (key, name, platform, broker); key is a saved
 profile's id, or the key of an open connection that is not saved ("raw", "adhoc:tts" ...).
+
+A saved connection whose chosen certificates expire within 30 days, or have expired, carries a
+mark in words on its first line (and the sentences in its tooltip), as does one that connects
+with an expired certificate on purpose (`allow_expired`). The sidebar learns a connection's
+settings through `profile_lookup` (key -> app.profiles.Profile or None, set by the window);
+the marks are worked out when the entries change (ui/certificates/expiry.py, files read on a
+worker thread and cached), never while painting.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
@@ -41,6 +49,7 @@ class Entry:
     saved: bool = True
     state: str = ""  # "Connected", "Reconnecting…" … ("" when closed)
     state_color: str = "#6b6b6b"
+    certificate: object | None = None  # a ui.certificates.expiry.CertificateMark, or None
 
 
 class _EntryDelegate(QStyledItemDelegate):
@@ -84,12 +93,25 @@ class _EntryDelegate(QStyledItemDelegate):
         if entry.state:
             painter.setBrush(QColor(entry.state_color))
             painter.drawEllipse(QPoint(top.right() - 4, top.center().y() + 1), 4, 4)
+        mark_w = 0
+        mark = entry.certificate
+        if mark is not None:  # a pill with the mark in words, left of the state dot
+            fm_small = QFontMetrics(small)
+            mark_w = fm_small.horizontalAdvance(mark.text) + 10
+            pill = QRect(top.right() - (14 if entry.state else 0) - mark_w, top.top(), mark_w, h)
+            painter.setBrush(QColor(mark.color))
+            painter.drawRoundedRect(pill, 4, 4)
+            painter.setFont(small)
+            painter.setPen(QColor("white"))
+            painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, mark.text)
+            painter.setPen(Qt.PenStyle.NoPen)
+            mark_w += 6
         bold = QFont(option.font)
         bold.setBold(True)
         painter.setFont(bold)
         painter.setPen(text_color)
         name = entry.name + ("" if entry.saved else "  (not saved)")
-        name_rect = top.adjusted(0, 0, -14 if entry.state else 0, 0)
+        name_rect = top.adjusted(0, 0, -(14 if entry.state else 0) - mark_w, 0)
         painter.drawText(
             name_rect,
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
@@ -109,6 +131,13 @@ class _EntryDelegate(QStyledItemDelegate):
             fm.elidedText(entry.broker, Qt.TextElideMode.ElideMiddle, broker_rect.width()),
         )
         painter.restore()
+
+
+def _tooltip(e: Entry) -> str:
+    text = f"{e.name}\n{PLATFORM_LABELS.get(e.platform or 'generic', 'MQTT')} · {e.broker}"
+    if e.certificate is not None:
+        text += "\n" + e.certificate.tooltip
+    return text
 
 
 def _badge_text(platform: str | None) -> str:
@@ -134,6 +163,8 @@ class ConnectionSidebar(QWidget):
         from app import platforms
 
         self._entries: dict[str, Entry] = {}
+        self.profile_lookup: Callable[[str], object | None] | None = None  # key -> Profile (the window's)
+        self._expiry = None  # ui.certificates.expiry.ExpiryWatcher, made when a profile is first looked up
         title = QLabel("<b>Connections</b>")
         self.new_button = QToolButton()
         self.new_button.setText("New")
@@ -210,13 +241,15 @@ class ConnectionSidebar(QWidget):
             if old is not None and not e.state:
                 e.state, e.state_color = old.state, old.state_color
         self._entries = {e.key: e for e in entries}
+        for e in entries:
+            e.certificate = self._certificate_mark(e)
         self.list.blockSignals(True)
         self.list.clear()
         for e in entries:
             item = QListWidgetItem(e.name)
             item.setData(KEY_ROLE, e.key)
             item.setData(ENTRY_ROLE, e)
-            item.setToolTip(f"{e.name}\n{PLATFORM_LABELS.get(e.platform or 'generic', 'MQTT')} · {e.broker}")
+            item.setToolTip(_tooltip(e))
             self.list.addItem(item)
         self.list.blockSignals(False)
         self.empty_hint.setVisible(not entries)
@@ -227,6 +260,43 @@ class ConnectionSidebar(QWidget):
 
     def entries(self) -> list[Entry]:
         return list(self._entries.values())
+
+    # ----- certificate marks
+    def _certificate_mark(self, entry: Entry):
+        if not entry.saved or self.profile_lookup is None:
+            return None
+        try:
+            profile = self.profile_lookup(entry.key)
+        except (KeyError, LookupError, OSError, ValueError):
+            return None
+        values = getattr(profile, "values", None)
+        if not isinstance(values, dict):
+            return None
+        return self.expiry.mark_for(values)
+
+    @property
+    def expiry(self):
+        """The watcher that works out the marks (made at first use)."""
+        if self._expiry is None:
+            from ui.certificates.expiry import ExpiryWatcher
+
+            self._expiry = ExpiryWatcher(parent=self)
+            self._expiry.updated.connect(self.refresh_certificate_marks)
+            self._expiry.library.changed.connect(self.refresh_certificate_marks)
+        return self._expiry
+
+    def refresh_certificate_marks(self) -> None:
+        """Works the marks out again (a file was read, the certificate store or a profile changed)."""
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            entry = self._entries.get(item.data(KEY_ROLE))
+            if entry is None:
+                continue
+            mark = self._certificate_mark(entry)
+            if mark != entry.certificate:
+                entry.certificate = mark
+                item.setData(ENTRY_ROLE, entry)
+                item.setToolTip(_tooltip(entry))
 
     def set_state(self, key: str, text: str, color: str) -> None:
         entry = self._entries.get(key)

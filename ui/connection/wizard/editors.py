@@ -1,7 +1,9 @@
 """One editor per profile field, by its kind: what the wizard's pages are generated from.
 
 Each editor holds a widget and says when its value changed; the page hands the value to the
-flow (app/wizard_flow.py), which decides everything else. Numbers are typed as text, so that
+flow (app/wizard_flow.py), which decides everything else. The TLS files (ca_file, cert_file,
+key_file, akenza's jwt_key_file) are a CertificatePicker (ui/certificates/picker.py): an entry
+of the certificate manager ("store:<id>"), a file on disk, or none. Numbers are typed as text, so that
 a value outside the platform's range is explained by its own sentence instead of being
 clamped silently by a spin box.
 """
@@ -23,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.platforms.base import ProfileField
+from ui.certificates.picker import FIELD_ROLES, CertificatePicker
 from ui.common.file_field import FileField
 
 CERTIFICATE_FILES = "Certificates (*.pem *.crt *.cer *.der *.p12 *.pfx);;All files (*)"
@@ -48,6 +51,7 @@ class FieldEditor(QObject):
         self.field = f
         self.name = f.name
         self._quiet = False
+        self.picker: CertificatePicker | None = None
         self.label = QLabel(f.label)
         self.label.setObjectName("wizardLabel")
         self.widget = self._make(f)
@@ -86,6 +90,11 @@ class FieldEditor(QObject):
                 self.combo.addItem(f.choice_label(choice), choice)
             self.combo.currentIndexChanged.connect(lambda i: self._emit(self.combo.itemData(i)))
             return self.combo
+        if f.kind == "file" and f.name in FIELD_ROLES:
+            self.picker = self.file = CertificatePicker(FIELD_ROLES[f.name], caption=f.label)
+            self.file.edit.setPlaceholderText(f.placeholder or "the file's path: type it or choose it with …")
+            self.picker.changed.connect(lambda value: self._emit(value or ""))
+            return self.picker
         if f.kind == "file":
             self.file = FileField(f.label, _file_filter(f))
             self.file.edit.setPlaceholderText(f.placeholder or "none: choose a file with …")
@@ -131,6 +140,8 @@ class FieldEditor(QObject):
             return self.check.isChecked()
         if kind == "choice":
             return self.combo.currentData()
+        if kind == "file" and self.picker is not None:
+            return self.picker.value() or ""
         if kind == "file":
             return self.file.edit.text()
         if kind == "textarea":
@@ -150,6 +161,8 @@ class FieldEditor(QObject):
                     self.combo.addItem(str(value), value)  # a stored value the field no longer lists
                     index = self.combo.count() - 1
                 self.combo.setCurrentIndex(max(index, 0))
+            elif kind == "file" and self.picker is not None:
+                self.picker.set_value(value)
             elif kind == "file":
                 if self.file.edit.text() != _shown(value):
                     self.file.edit.setText(_shown(value))

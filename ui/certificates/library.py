@@ -1,0 +1,192 @@
+"""One certificate store for the whole window, and the words and colours of its entries.
+
+The manager, every wizard's certificate pickers and the sidebar's expiry marks look at the same
+`CertificateLibrary`: whatever one of them imports, renames or deletes, the others hear through
+`changed` and show at once. The store (app/cert_store.py) is opened at first use, so a window
+that never touches certificates never creates its folder; a store that cannot be opened leaves
+`problem` as a sentence and the pickers still take files on disk.
+
+Statuses are shown in words and a mark as well as a colour, never by colour alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from PySide6.QtCore import QObject, Signal
+
+log = logging.getLogger(__name__)
+
+# status -> (mark, word, colour); the mark and word carry the meaning, the colour repeats it
+STATUS_LOOK = {
+    "valid": ("✓", "Valid", "#1a7f37"),
+    "expiring": ("⚠", "Expires soon", "#9a6700"),
+    "expired": ("✕", "Expired", "#cf222e"),
+    "not-yet-valid": ("◷", "Not yet valid", "#bc4c00"),
+    "key": ("●", "Key", "#57606a"),
+    "request": ("●", "Request", "#57606a"),
+}
+TLS_VALUE_FIELDS = ("ca_file", "cert_file", "key_file", "jwt_key_file")
+
+
+def status_look(status: str) -> tuple[str, str, str]:
+    return STATUS_LOOK.get(status, ("?", status or "Unknown", "#57606a"))
+
+
+def days_text(days: int | None) -> str:
+    """ "in 12 days", "today", "3 days ago" (for expiry dates)."""
+    if days is None:
+        return ""
+    if days == 0:
+        return "today"
+    if days == 1:
+        return "tomorrow"
+    if days > 0:
+        return f"in {days} days"
+    if days == -1:
+        return "yesterday"
+    return f"{-days} days ago"
+
+
+def date_text(when: dt.datetime | None) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%d") if when is not None else ""
+
+
+def status_sentence(item, status: str | None = None) -> str:
+    """One line about an item's validity: "Valid until 2027-03-01 (in 89 days)." …"""
+    status = status or item.status()
+    if status == "key":
+        return "A private key (keys do not expire)."
+    if status == "request":
+        return "A certificate signing request: send it to whoever signs your client certificates."
+    if status == "not-yet-valid":
+        return f"Not valid before {date_text(item.not_before)}; the broker will refuse it until then."
+    left = days_text(item.days_left_at())
+    if status == "expired":
+        return f"Expired on {date_text(item.not_after)} ({left})."
+    if status == "expiring":
+        return f"Expires on {date_text(item.not_after)} ({left}): renew it soon."
+    return f"Valid until {date_text(item.not_after)} ({left})."
+
+
+def expiry_cell(entry) -> str:
+    """The list's expiry column: date and days left (nothing for a key)."""
+    item = entry.main
+    if item.not_after is None:
+        return ""
+    days = item.days_left_at()
+    if days is not None and days < 0:
+        return f"{date_text(item.not_after)} (expired {days_text(days)})"
+    return f"{date_text(item.not_after)} ({days} days left)" if days is not None else date_text(item.not_after)
+
+
+def has_key(entry) -> bool:
+    return entry.has_key
+
+
+def has_certificate(entry) -> bool:
+    return bool(entry.certificates)
+
+
+def fits_role(entry, role: str) -> bool:
+    """Whether a store entry can fill a TLS field: "ca" (CA certificates), "certificate"
+    (a client certificate, alone or with its key) or "key" (a private key, alone or in a pair)."""
+    kinds = {item.kind for item in entry.items}
+    if role == "ca":
+        return "ca-certificate" in kinds or ("certificate" in kinds and "private-key" not in kinds)
+    if role == "certificate":
+        return "certificate" in kinds or ("ca-certificate" in kinds and "private-key" in kinds)
+    if role == "key":
+        return "private-key" in kinds
+    return True
+
+
+class CertificateLibrary(QObject):
+    """The store, opened at first use, with a signal when anything in it changes."""
+
+    changed = Signal()
+
+    def __init__(self, store=None, profiles=None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._store = store
+        self.profiles = profiles  # an app.profiles.ProfileStore, for "used by"; None: not known
+        self.problem: str | None = None
+        self.lock = threading.RLock()  # the store is used from background operations too
+
+    @property
+    def store(self):
+        """The CertificateStore; raises its error (a sentence) when it cannot be opened."""
+        with self.lock:
+            if self._store is None:
+                from app.cert_store import CertificateStore
+
+                self._store = CertificateStore()
+            return self._store
+
+    def available(self) -> bool:
+        try:
+            self.store  # noqa: B018 - opens it
+        except (OSError, ValueError) as exc:
+            self.problem = str(exc) or "The certificate store cannot be opened."
+            return False
+        self.problem = None
+        return True
+
+    def entries(self) -> list:
+        if not self.available():
+            return []
+        with self.lock:
+            return list(self.store.entries())
+
+    def get(self, entry_id: str | None):
+        if not entry_id or not self.available():
+            return None
+        with self.lock:
+            try:
+                return self.store.get(entry_id)
+            except KeyError:
+                return None
+
+    def notice(self) -> str | None:
+        """The store's own notice (a corrupt index kept aside), or why it cannot be opened."""
+        if not self.available():
+            return self.problem
+        return getattr(self.store, "notice", None)
+
+    def users(self, entry_id: str) -> list[str]:
+        """Names of the saved connections whose settings refer to this entry."""
+        from app.cert_store import reference
+
+        if self.profiles is None:
+            return []
+        wanted = reference(entry_id)
+        try:
+            profiles = self.profiles.profiles()
+        except (OSError, ValueError) as exc:  # the profiles file cannot be read now
+            log.warning("profiles not read for certificate users: %s", exc)
+            return []
+        return [p.name for p in profiles if any(p.values.get(f) == wanted for f in TLS_VALUE_FIELDS)]
+
+    def announce(self) -> None:
+        """Tells every view that the store changed (call on the GUI thread)."""
+        self.changed.emit()
+
+
+_shared: CertificateLibrary | None = None
+
+
+def shared_library() -> CertificateLibrary:
+    """The window's library (made at first use)."""
+    global _shared
+    if _shared is None:
+        _shared = CertificateLibrary()
+    return _shared
+
+
+def use_library(library: CertificateLibrary | None) -> None:
+    """Makes `library` the shared one (a window with its own stores, a test); None: a fresh one
+    at next use."""
+    global _shared
+    _shared = library
