@@ -178,10 +178,10 @@ FIELDS: dict[str, tuple[ComposeField, ...]] = {
 _FIELD_WORDS = (
     ("correlation", ("correlation_ids", "correlation_id")),
     ("content type", ("content_type",)),
-    ("template", ("template",)),
-    ("fport", ("f_port",)),
     ("deveui", ("dev_eui",)),
     ("device eui", ("dev_eui",)),
+    ("fport", ("f_port",)),
+    ("template", ("template",)),
     ("command", ("command",)),
     ("device", ("device_id",)),
     ("topic", ("topic",)),

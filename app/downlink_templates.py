@@ -94,7 +94,9 @@ def template_from_dict(entry) -> DownlinkTemplate:
     """One entry of the file; TemplateError (a sentence) when it is not a template."""
     if not isinstance(entry, dict):
         raise TemplateError("an entry is not an object")
-    name = checked_name(entry.get("name"))
+    if not isinstance(entry.get("name"), str):
+        raise TemplateError("an entry has no name")
+    name = checked_name(entry["name"])
     fields = entry.get("fields") or {}
     if not isinstance(fields, dict):
         raise TemplateError(f"the fields of {name!r} are not an object")
