@@ -326,9 +326,13 @@ class ConnectionPage(QWidget):
 
         store = self.workspace.store
         cols = store.cols
-        keys, kinds, sfs = cols["device_key"], cols["kind"], cols["spreading_factor"]
-        for i in range(len(keys) - 1, -1, -1):
-            if keys[i] == key and kinds[i] == "uplink" and sfs[i] != NONE_INT:
+        kinds, sfs = cols["kind"], cols["spreading_factor"]
+        positions = store.device_index.get(key) or ()
+        for pos in reversed(positions):
+            i = pos - store.base
+            if i < 0:
+                break  # trimmed away
+            if kinds[i] == "uplink" and sfs[i] != NONE_INT:
                 bw, freq = cols["bandwidth_hz"][i], cols["frequency_hz"][i]
                 return (sfs[i], None if bw == NONE_INT else bw, None if freq == NONE_INT else freq)
         return None
