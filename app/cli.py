@@ -32,7 +32,7 @@ from app.platforms.base import MAX_BODY, DecodeError, DownlinkRequest, EncodeErr
 
 log = logging.getLogger("uplink_console")
 PASSWORD_ENV = "UPLINK_CONSOLE_PASSWORD"
-HEADLESS_COMMANDS = ("capture", "decode", "encode-downlink", "profile", "cert", "send", "outbox", "bench")
+HEADLESS_COMMANDS = ("capture", "decode", "encode-downlink", "profile", "cert", "send", "outbox", "simulate", "bench")
 SECRET_FILE_LIMIT = 64 * 1024  # a password, token or key passphrase is a line of text
 TLS_FILE_LIMIT = 16 * 1024 * 1024  # the largest CA bundles are a few hundred KiB
 
@@ -880,10 +880,11 @@ def build_parser(platform: Platform | None = None) -> argparse.ArgumentParser:
     pss.set_defaults(func=cmd_profile_set_secret)
 
     # Commands of their own features, each registered by its module.
-    from app import cli_cert, cli_downlink
+    from app import cli_cert, cli_downlink, cli_simulate
 
     cli_cert.add_parsers(sub)
     cli_downlink.add_parsers(sub)
+    cli_simulate.add_parsers(sub)
 
     b = sub.add_parser("bench", help="benchmarks (ingest)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
