@@ -247,6 +247,20 @@ class PayloadState:
                 parts.append(f"LoRaWAN limit {self.lorawan.describe()}")
         return " · ".join(parts)
 
+    def over_hint(self) -> str | None:
+        """What over_limit says, short, for the line under the byte count (which shows the limits)."""
+        if self.data is None:
+            return None
+        n = len(self.data)
+        if self.platform_limit is not None and n > self.platform_limit:
+            return "More than this platform sends in one downlink."
+        if self.lorawan_applies and self.lorawan is not None and n > self.lorawan.max_payload:
+            return (
+                "Too long for the data rate the device last used: it may never arrive unless the device moves to "
+                "a faster one."
+            )
+        return None
+
     def over_limit(self) -> str | None:
         """A sentence when the payload is longer than a limit that applies; else None."""
         if self.data is None:

@@ -161,6 +161,7 @@ class ComposerDialog(QDialog):
             for choice in f.choices:
                 widget.addItem(CHOICE_LABELS.get(choice, str(choice)), choice)
             widget.setCurrentIndex(max(0, widget.findData(value)))
+            widget.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
             widget.currentIndexChanged.connect(lambda i, n=f.name, w=widget: self._changed(n, w.itemData(i)))
             label = QLabel(f.label)
         elif f.kind == "lines":
@@ -192,8 +193,14 @@ class ComposerDialog(QDialog):
         bl.setContentsMargins(0, 0, 0, 4)
         bl.setSpacing(0)
         line = QHBoxLayout()
-        line.addWidget(widget, 0 if f.kind in ("int", "bool") else 1)
-        if f.kind in ("int", "bool", "choice"):
+        line.setSpacing(8)
+        line.addWidget(widget, 0 if f.kind in ("int", "bool", "choice") else 1)
+        if f.kind == "choice":
+            line.addStretch(1)
+            bl.addLayout(line)
+            bl.addWidget(hint)
+            line = None
+        elif f.kind in ("int", "bool"):
             line.addWidget(hint, 1)
         else:
             bl.addLayout(line)
@@ -203,6 +210,7 @@ class ComposerDialog(QDialog):
             bl.addLayout(line)
         bl.addWidget(reason)
         hint.setVisible(bool(f.help))
+        label.setContentsMargins(0, 4, 0, 0)  # level with the text inside the widget
         self.grid.addWidget(label, row, 0, Qt.AlignmentFlag.AlignTop)
         self.grid.addWidget(box, row, 1)
         self.widgets[f.name] = widget
@@ -299,8 +307,9 @@ class ComposerDialog(QDialog):
         composed = self.composition.build()
         self.composed = composed
         state = self.composition.payload_state()
-        over = state.over_limit()
-        self.editor.set_count_text(state.count_text() + (f" — {over}" if over else ""), over=bool(over))
+        over = state.over_hint()
+        count = state.count_text() if state.data is not None else ""
+        self.editor.set_count_text(count + (f"\n⚠ {over}" if over else ""), over=bool(over))
         for name, reason in self.reasons.items():
             mine = composed.error if composed.field == name else None
             reason.setText(mine or "")

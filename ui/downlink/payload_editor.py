@@ -53,7 +53,6 @@ class PayloadEditor(QWidget):
         self.reason.setStyleSheet(REASON_STYLE)
         self.reason.hide()
         self.count = QLabel()
-        self.count.setObjectName("hint")
         self.count.setWordWrap(True)
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)

@@ -50,7 +50,7 @@ class PreviewPane(QGroupBox):
         lay.addWidget(self.copied)
         self.message: OutgoingMessage | None = None
         self.config = None
-        self.show_message(None, "Nothing to send yet.")
+        self.show_message(None)
 
     def show_message(self, message: OutgoingMessage | None, why_not: str | None = None) -> None:
         self.message = message
@@ -59,7 +59,7 @@ class PreviewPane(QGroupBox):
         if message is None:
             for label in (self.topic, self.qos, self.properties, self.size):
                 label.setText("—")
-            self.body.setPlainText(why_not or "")
+            self.body.setPlainText(f"Nothing is sent until this is fixed:\n{why_not}" if why_not else "")
             self.body.setEnabled(False)
             return
         self.body.setEnabled(True)
