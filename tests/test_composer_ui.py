@@ -199,5 +199,6 @@ def test_reply_from_an_uplink_row_or_a_device_prefills_the_composer(qtbot, tmp_p
     page.workspace.devices.send_downlink_requested.emit("70B3D57ED000000B")
     assert page.composer is composer  # one composer per page, filled again
     assert composer.widgets["device_id"].text() == "dev-b" and composer.widgets["f_port"].text() == "33"
-    assert "more than the 51 bytes at DR0 (EU868)" in composer.editor.count.text()
+    assert "LoRaWAN limit 51 bytes at DR0 (EU868)" in composer.editor.count.text()
+    assert "Too long for the data rate the device last used" in composer.editor.count.text()
     assert composer.composed.message is not None  # the platform takes 60 bytes; the warning says why not
