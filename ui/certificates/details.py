@@ -9,21 +9,26 @@ index (`StoredEntry.items`), so showing an entry reads no file and asks no passw
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
     QGridLayout,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
-from ui.certificates.library import CertificateLibrary, date_text, days_text, status_look, status_sentence
+from ui.certificates.library import (
+    CertificateLibrary,
+    date_text,
+    days_text,
+    fingerprint_lines,
+    status_look,
+    status_sentence,
+)
 
 _KIND_WORDS = {
     "ca-certificate": "CA certificate",
@@ -122,21 +127,21 @@ class DetailsPane(QWidget):
             self.values[key] = value
             self._labels[key] = name
         fp_row = grid.rowCount()
-        fp_name = QLabel("SHA-256 fingerprint")
+        fp_name = QLabel("SHA-256")
         fp_name.setObjectName("certFieldName")
-        self.fingerprint = QLineEdit()
-        self.fingerprint.setReadOnly(True)
-        self.fingerprint.setCursorPosition(0)
+        self.fingerprint = _Fingerprint()
         self.fingerprint.setToolTip("Compare it with `openssl x509 -fingerprint -sha256 -noout -in FILE`")
         self.copy_fingerprint = QPushButton("Copy")
+        self.copy_fingerprint.setAutoDefault(False)
         self.copy_fingerprint.setToolTip("Copy the fingerprint to the clipboard")
         self.copy_fingerprint.clicked.connect(self._copy_fingerprint)
-        fp_box = QHBoxLayout()
-        fp_box.setContentsMargins(0, 0, 0, 0)
-        fp_box.addWidget(self.fingerprint, 1)
-        fp_box.addWidget(self.copy_fingerprint)
-        grid.addWidget(fp_name, fp_row, 0, Qt.AlignmentFlag.AlignVCenter)
-        grid.addLayout(fp_box, fp_row, 1)
+        fp_side = QVBoxLayout()  # the Copy button under the field's name keeps the pane narrow
+        fp_side.setContentsMargins(0, 0, 0, 0)
+        fp_side.setSpacing(3)
+        fp_side.addWidget(fp_name)
+        fp_side.addWidget(self.copy_fingerprint, 0, Qt.AlignmentFlag.AlignLeft)
+        grid.addLayout(fp_side, fp_row, 0, Qt.AlignmentFlag.AlignTop)
+        grid.addWidget(self.fingerprint, fp_row, 1, Qt.AlignmentFlag.AlignTop)
         self._fp_name = fp_name
 
         body = QWidget()
@@ -172,7 +177,7 @@ class DetailsPane(QWidget):
         self.title.setText(f"<b>{_escape(entry.name)}</b> — {_escape(entry.kind)}")
         status = entry.status()
         mark, word, color = status_look(status)
-        self.status.setText(f"{mark} {word}. {status_sentence(entry.main, status)}")
+        self.status.setText(f"{mark} {status_sentence(entry.main, status)}")
         self.status.setStyleSheet(f"color: {color}; font-weight: bold;")
         self.item_choice.blockSignals(True)
         self.item_choice.clear()
@@ -214,9 +219,8 @@ class DetailsPane(QWidget):
             value.setVisible(bool(text))
             self._labels[key].setVisible(bool(text))
         self.fingerprint.setText(item.sha256)
-        self.fingerprint.setCursorPosition(0)
-        what = "of the public key" if item.kind == "private-key" else ""
-        self._fp_name.setText(f"SHA-256 fingerprint {what}".strip())
+        self._fp_name.setText("SHA-256 of the public key" if item.kind == "private-key" else "SHA-256 fingerprint")
+        self._fp_name.setWordWrap(True)
 
     def _copy_fingerprint(self) -> None:
         QGuiApplication.clipboard().setText(self.fingerprint.text())
@@ -224,6 +228,24 @@ class DetailsPane(QWidget):
     def field_text(self, key: str) -> str:
         """What a field shows (for tests and screen readers' sake, one place to ask)."""
         return self.values[key].text()
+
+
+class _Fingerprint(QLabel):
+    """The fingerprint in a fixed font, in two lines of 16 bytes, selectable; `text()` is the
+    fingerprint itself (as `openssl` prints it), whatever the lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._value = ""
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        self._value = text
+        super().setText(fingerprint_lines(text))
+
+    def text(self) -> str:
+        return self._value
 
 
 def _escape(text: str) -> str:

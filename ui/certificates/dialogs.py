@@ -40,7 +40,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.certificates.library import CertificateLibrary, date_text, days_text, has_certificate, has_key, status_look
+from ui.certificates.library import (
+    CertificateLibrary,
+    date_text,
+    days_text,
+    fingerprint_lines,
+    has_certificate,
+    has_key,
+    status_look,
+)
 from ui.common.background import BackgroundOp
 
 log = logging.getLogger(__name__)
@@ -372,19 +380,21 @@ def _sentence(exc: BaseException, fallback: str) -> str:
 
 KEY_TYPES = {"ec-p256": "EC P-256 (ES256, smaller and faster)", "rsa2048": "RSA-2048 (RS256)"}
 AKENZA_SENTENCE = (
-    "Paste this into akenza: open the device, choose device credentials as its security and add the "
-    "public key (or the certificate, if akenza asks for one). The private key stays in the certificate "
-    "manager; choose it as the device's private key in the akenza connection's settings."
+    "Paste this into akenza: register the public key below (or the certificate, when akenza asks for one) "
+    "as the device's credentials. The private key stays in the certificate manager as “{key}”; choose it "
+    "as the device's private key in the akenza connection's settings."
 )
 
 
-def _text_box(text: str) -> QPlainTextEdit:
-    box = QPlainTextEdit(text)
+def _text_box(text: str, max_lines: int = 12) -> QPlainTextEdit:
+    """A read-only PEM box as tall as its text (up to max_lines, then it scrolls)."""
+    box = QPlainTextEdit(text.strip())
     box.setReadOnly(True)
     box.setFont(_fixed_font())
     box.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-    lines = max(3, min(text.count("\n") + 1, 12))
-    box.setFixedHeight(box.fontMetrics().lineSpacing() * lines + 14)
+    lines = min(text.strip().count("\n") + 1, max_lines)
+    margins = int(box.document().documentMargin() * 2) + box.frameWidth() * 2 + 4
+    box.setFixedHeight(box.fontMetrics().lineSpacing() * lines + margins)
     return box
 
 
@@ -508,19 +518,22 @@ class GenerateDialog(QDialog):
         self.result_texts = {k: result[k] for k in ("public_key", "certificate", "csr") if result.get(k)}
         self.library.announce()
         self.generated.emit(self.entries)
-        self.result_lay.addWidget(tinted(AKENZA_SENTENCE, "ok"))
+        key_entry = next((e for e in self.entries if e.has_key and not e.certificates), None)
+        key_name = key_entry.name if key_entry is not None else "the private key"
+        self.result_lay.addWidget(tinted(AKENZA_SENTENCE.format(key=key_name), "ok"))
         self.boxes: dict[str, QPlainTextEdit] = {}
         for key, title in (
             ("public_key", "Public key (PEM)"),
             ("certificate", "Self-signed certificate (PEM)"),
-            ("csr", "Certificate signing request (PEM): send it to whoever signs your broker's client certificates"),
+            ("csr", "Certificate signing request (PEM)"),
         ):
             text = self.result_texts.get(key)
             if not text:
                 continue
             head = QHBoxLayout()
             label = QLabel(f"<b>{title}</b>")
-            label.setWordWrap(True)
+            if key == "csr":
+                label.setToolTip("Send it to whoever signs your broker's client certificates")
             copy = QPushButton("Copy")
             copy.setToolTip(f"Copy the {title.split(' (')[0].lower()} to the clipboard")
             copy.clicked.connect(lambda _=False, t=text: QGuiApplication.clipboard().setText(t))
@@ -533,7 +546,7 @@ class GenerateDialog(QDialog):
             head.addWidget(copy)
             setattr(self, f"copy_{key}", copy)
             self.result_lay.addLayout(head)
-            box = _text_box(text)
+            box = _text_box(text, 6 if key == "csr" else 12)
             self.boxes[key] = box
             self.result_lay.addWidget(box)
         self.result_lay.addStretch(1)
@@ -594,7 +607,7 @@ class FetchDialog(QDialog):
         self.entry = None
         self.op: BackgroundOp | None = None
         self.setWindowTitle("Fetch a broker's certificates")
-        self.setMinimumSize(720, 460)
+        self.setMinimumSize(860, 520)
         self.address = QLineEdit(address)
         self.address.setPlaceholderText("broker.example.com:8883")
         self.address.returnPressed.connect(self.fetch)
@@ -614,7 +627,7 @@ class FetchDialog(QDialog):
         self.warning = tinted(NOT_TRUSTED, "warning")
         self.warning.hide()
         self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["Certificate", "Valid until", "SHA-256 fingerprint"])
+        self.tree.setHeaderLabels(["Certificate", "Valid until"])
         self.tree.setRootIsDecorated(False)
         self.tree.setAlternatingRowColors(True)
         self.tree.setWordWrap(True)
@@ -688,17 +701,18 @@ class FetchDialog(QDialog):
         for position, item in enumerate(self.items):
             mark, word, color = status_look(item.status())
             role = "CA" if item.is_ca else ("broker" if position == 0 else "intermediate")
-            title = f"{position + 1}. {item.subject} ({role})\nissued by {item.issuer}"
+            title = f"{position + 1}. {item.subject} ({role})\n    issued by {item.issuer}"
             if item.sans:
-                title += "\nnames: " + ", ".join(item.sans)
+                title += "\n    names: " + ", ".join(item.sans)
+            title += "\n    SHA-256 " + fingerprint_lines(item.sha256).replace("\n", "\n                 ")
             until = f"{mark} {date_text(item.not_after)}\n{days_text(item.days_left_at())}"
-            row = QTreeWidgetItem([title, until, item.sha256])
+            row = QTreeWidgetItem([title, until])
+            row.setFont(0, _fixed_font())
             row.setForeground(1, _color(color))
-            row.setToolTip(2, item.sha256)
+            row.setToolTip(0, item.sha256)
+            row.setData(0, Qt.ItemDataRole.UserRole, item.sha256)
             self.tree.addTopLevelItem(row)
-        for column in range(3):
-            self.tree.resizeColumnToContents(column)
-        self.tree.setColumnWidth(0, min(self.tree.columnWidth(0), 380))
+        self.tree.resizeColumnToContents(0)
         self.tree.show()
         self.warning.show()
         self.to_trust, words = chain_to_trust(self.chain, self.items)

@@ -78,7 +78,7 @@ def expiry_cell(entry) -> str:
         return ""
     days = item.days_left_at()
     if days is not None and days < 0:
-        return f"{date_text(item.not_after)} (expired {days_text(days)})"
+        return f"{date_text(item.not_after)} ({days_text(days)})"
     return f"{date_text(item.not_after)} ({days} days left)" if days is not None else date_text(item.not_after)
 
 
@@ -190,3 +190,9 @@ def use_library(library: CertificateLibrary | None) -> None:
     at next use."""
     global _shared
     _shared = library
+
+
+def fingerprint_lines(fingerprint: str, per_line: int = 16) -> str:
+    """ "AB:CD:…" in lines of `per_line` bytes, so a SHA-256 fits a narrow pane."""
+    parts = fingerprint.split(":")
+    return "\n".join(":".join(parts[i : i + per_line]) for i in range(0, len(parts), per_line))

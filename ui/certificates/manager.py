@@ -19,7 +19,6 @@ from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QInputDialog,
     QLabel,
     QMessageBox,
@@ -109,10 +108,13 @@ class CertificateManager(QWidget):
         self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self.table.horizontalHeader()
-        header.setStretchLastSection(False)
-        for column, width in enumerate((130, 190, 190, 170, 200)):
-            self.table.setColumnWidth(column, width)
-        header.setSectionResizeMode(COLUMNS.index("Subject"), QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)
+        fm = self.table.fontMetrics()
+        for column, sample in enumerate(
+            ("⚠ Expires in 29 d", "Gateway 07 client key", "certificate and key (PKCS#12)")
+        ):
+            self.table.setColumnWidth(column, fm.horizontalAdvance(sample) + 24)
+        self.table.setColumnWidth(COLUMNS.index("Expires"), fm.horizontalAdvance("2026-12-31 (3650 days left)") + 24)
         self.table.selectionModel().currentRowChanged.connect(lambda *_: self._show_current())
         self.table.doubleClicked.connect(lambda *_: self.open_export())
         self.empty_hint = QLabel(
@@ -174,8 +176,10 @@ class CertificateManager(QWidget):
         self.table.setVisible(not empty)
         self.empty_hint.setVisible(empty)
         notice = self.library.notice()
-        level = "error" if self.library.problem else "warning"
-        self.notices.notify("store", notice, level, dismissable=True) if notice else self.notices.resolve("store")
+        if notice:
+            self.notices.notify("store", notice, "error" if self.library.problem else "warning", dismissable=True)
+        else:
+            self.notices.resolve("store")
 
     def _show_current(self) -> None:
         entry = self.current_entry()

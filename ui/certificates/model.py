@@ -15,19 +15,11 @@ from ui.certificates.library import CertificateLibrary, expiry_cell, status_look
 ENTRY_ID_ROLE = Qt.ItemDataRole.UserRole
 STATUS_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
-COLUMNS = ("Status", "Name", "Kind", "Subject", "Expires")
-
-
-def _short_subject(subject: str) -> str:
-    """The CN (or the first part) of an RFC 4514 subject, for the list; the details show it all."""
-    for part in subject.split(","):
-        if part.strip().upper().startswith("CN="):
-            return part.strip()[3:]
-    return subject.split(",")[0].strip() if subject else ""
+COLUMNS = ("Status", "Name", "Kind", "Expires")  # the subject: in the name's tooltip and the details
 
 
 class _Row:
-    __slots__ = ("cells", "color", "id", "sort", "status", "tooltip")
+    __slots__ = ("cells", "color", "id", "sort", "status", "subject", "tooltip")
 
     def __init__(self, entry) -> None:
         self.id = entry.id
@@ -37,10 +29,10 @@ class _Row:
         if self.status == "expiring" and main.days_left_at() is not None:
             word = f"Expires in {main.days_left_at()} d"
         self.color = QColor(color)
-        subject = _short_subject(main.subject)
-        self.cells = (f"{mark} {word}", entry.name, entry.kind, subject, expiry_cell(entry))
+        self.cells = (f"{mark} {word}", entry.name, entry.kind, expiry_cell(entry))
+        self.subject = main.subject
         not_after = main.not_after.timestamp() if main.not_after is not None else float("inf")
-        self.sort = (_STATUS_ORDER.get(self.status, 9), entry.name.lower(), entry.kind, subject.lower(), not_after)
+        self.sort = (_STATUS_ORDER.get(self.status, 9), entry.name.lower(), entry.kind, not_after)
         self.tooltip = status_sentence(main, self.status)
 
 
@@ -84,10 +76,10 @@ class CertificateListModel(QAbstractTableModel):
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             return row.cells[column]
-        if role == Qt.ItemDataRole.ForegroundRole and column in (0, 4) and row.status != "key":
+        if role == Qt.ItemDataRole.ForegroundRole and column in (0, 3) and row.status not in ("key", "request"):
             return row.color
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.tooltip
+            return row.subject or row.tooltip if column == 1 else row.tooltip
         if role == ENTRY_ID_ROLE:
             return row.id
         if role == STATUS_ROLE:

@@ -6,7 +6,7 @@ keyring and the open connections). Entries are (key, name, platform, broker); ke
 profile's id, or the key of an open connection that is not saved ("raw", "adhoc:tts" ...).
 
 A saved connection whose chosen certificates expire within 30 days, or have expired, carries a
-mark in words on its first line (and the sentences in its tooltip), as does one that connects
+mark in words at the start of its second line (and the sentences in its tooltip), as does one that connects
 with an expired certificate on purpose (`allow_expired`). The sidebar learns a connection's
 settings through `profile_lookup` (key -> app.profiles.Profile or None, set by the window);
 the marks are worked out when the entries change (ui/certificates/expiry.py, files read on a
@@ -93,25 +93,12 @@ class _EntryDelegate(QStyledItemDelegate):
         if entry.state:
             painter.setBrush(QColor(entry.state_color))
             painter.drawEllipse(QPoint(top.right() - 4, top.center().y() + 1), 4, 4)
-        mark_w = 0
-        mark = entry.certificate
-        if mark is not None:  # a pill with the mark in words, left of the state dot
-            fm_small = QFontMetrics(small)
-            mark_w = fm_small.horizontalAdvance(mark.text) + 10
-            pill = QRect(top.right() - (14 if entry.state else 0) - mark_w, top.top(), mark_w, h)
-            painter.setBrush(QColor(mark.color))
-            painter.drawRoundedRect(pill, 4, 4)
-            painter.setFont(small)
-            painter.setPen(QColor("white"))
-            painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, mark.text)
-            painter.setPen(Qt.PenStyle.NoPen)
-            mark_w += 6
         bold = QFont(option.font)
         bold.setBold(True)
         painter.setFont(bold)
         painter.setPen(text_color)
         name = entry.name + ("" if entry.saved else "  (not saved)")
-        name_rect = top.adjusted(0, 0, -(14 if entry.state else 0) - mark_w, 0)
+        name_rect = top.adjusted(0, 0, -14 if entry.state else 0, 0)
         painter.drawText(
             name_rect,
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
@@ -123,8 +110,24 @@ class _EntryDelegate(QStyledItemDelegate):
         if entry.state:
             painter.setPen(QColor(entry.state_color) if not selected else text_color)
             painter.drawText(bottom, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, entry.state)
-        painter.setPen(hint_color)
         broker_rect = bottom.adjusted(0, 0, -state_w, 0)
+        mark = entry.certificate
+        if mark is not None:  # line 2 starts with the certificate mark: a pill with words in it
+            painter.setFont(small)
+            pill_w = min(QFontMetrics(small).horizontalAdvance(mark.text) + 10, broker_rect.width())
+            pill = QRect(broker_rect.left(), broker_rect.top(), pill_w, h)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(mark.color))
+            painter.drawRoundedRect(pill, 4, 4)
+            painter.setPen(QColor("white"))
+            painter.drawText(
+                pill,
+                Qt.AlignmentFlag.AlignCenter,
+                QFontMetrics(small).elidedText(mark.text, Qt.TextElideMode.ElideRight, pill_w - 6),
+            )
+            painter.setFont(option.font)
+            broker_rect = broker_rect.adjusted(pill_w + 6, 0, 0, 0)
+        painter.setPen(hint_color)
         painter.drawText(
             broker_rect,
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
