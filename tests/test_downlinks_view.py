@@ -81,7 +81,7 @@ def test_the_selected_row_shows_every_transition_and_the_buttons_follow_its_stat
     assert view.transitions.topLevelItemCount() == 2
     last = view.transitions.topLevelItem(1)
     assert last.text(1) == "✗ failed" and last.text(2) == "Downlink rejected: FPort not allowed."
-    assert last.text(0).startswith("2026-12-01")
+    assert last.text(0).endswith(":05.000") and last.toolTip(0) == "2026-12-01T12:00:05Z"
     assert "Downlink rejected" in view.detail_title.text()
     assert view.retry_button.isEnabled() and not view.cancel_button.isEnabled()
     view.table.selectRow(0)

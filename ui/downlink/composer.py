@@ -265,6 +265,7 @@ class ComposerDialog(QDialog):
     def prefill(self, *, device_id=None, dev_eui=None, f_port=None, radio=None) -> None:
         """Reply: the device, DevEUI and FPort of an uplink or a device (and its radio, for the limit)."""
         self.composition.prefill(device_id=device_id, dev_eui=dev_eui, f_port=f_port, radio=radio)
+        self.status.clear()  # what it said was about the previous downlink
         for name in ("device_id", "dev_eui", "f_port", "command"):
             if name in self.widgets:
                 self._set_widget_quietly(name, self.composition.values.get(name))

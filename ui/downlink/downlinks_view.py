@@ -56,14 +56,16 @@ def state_text(state: str | None) -> str:
     return f"{mark} {words}"
 
 
-def local_time(iso: str | None, with_date: bool = False) -> str:
+def local_time(iso: str | None, precise: bool = False) -> str:
+    """Local time of day (with milliseconds when precise); the date too when it is not today."""
     if not iso:
         return ""
     try:
         when = dt.datetime.fromisoformat(str(iso).replace("Z", "+00:00")).astimezone()
     except ValueError:
         return str(iso)
-    return when.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
+    text = when.strftime("%H:%M:%S.%f")[:-3] if precise else when.strftime("%H:%M:%S")
+    return text if when.date() == dt.date.today() else f"{when:%Y-%m-%d} {text}"
 
 
 def payload_text(entry: dict) -> str:
@@ -205,7 +207,8 @@ class DownlinksView(QWidget):
         hh.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         hh.setStretchLastSection(True)
         fm = self.table.fontMetrics()
-        for col, sample in enumerate(("00:00:00 ", "eui-0004a30b001c0530", "FPort ", "0" * 28, "✗ not acknowledged ")):
+        samples = ("00:00:00", "eui-0004a30b001c05", "FPort", "00 00 00 00 00 00", "✗ not acknowledged")
+        for col, sample in enumerate(samples):
             self.table.setColumnWidth(col, fm.horizontalAdvance(sample) + 18)
         self.count = QLabel("No downlinks yet")
         self.count.setObjectName("hint")
@@ -370,7 +373,8 @@ class DownlinksView(QWidget):
                 (transition[1] if len(transition) > 1 else None),
                 (transition[2] if len(transition) > 2 else None),
             )
-            item = QTreeWidgetItem([local_time(when, with_date=True), state_text(transition[0]), detail or ""])
+            item = QTreeWidgetItem([local_time(when, precise=True), state_text(transition[0]), detail or ""])
+            item.setToolTip(0, str(when or ""))
             color = STATES.get(transition[0], (None, None, None))[2]
             if color:
                 item.setForeground(1, QBrush(QColor(color)))
