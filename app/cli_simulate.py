@@ -139,10 +139,9 @@ def cmd_simulate(args) -> int:
             paced=args.rate > 0,
             linger_s=0.0,
         )
-    except SimulateError as exc:
-        from app.cli import RuntimeFailure
-
-        raise RuntimeFailure(str(exc)) from None
+    except SimulateError as exc:  # the broker could not be used: one sentence, exit status 1
+        print(f"uplink-console simulate: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
         signal.signal(signal.SIGINT, previous)
     if args.json:
