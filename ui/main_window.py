@@ -149,6 +149,12 @@ class MainWindow(QMainWindow):
         certificates.setToolTip("Import, inspect, convert, fetch and generate certificates and keys")
         certificates.triggered.connect(self.show_certificates)
         self.tools_menu.addAction(certificates)
+        import weakref
+
+        from ui.certificates.library import shared_library
+
+        window = weakref.ref(self)  # the certificates say which saved connections use them
+        shared_library().profiles = lambda: window().profile_store if window() is not None else None
 
     def show_certificates(self):
         """The certificate manager (one, non-modal), knowing the saved connections."""

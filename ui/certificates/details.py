@@ -209,7 +209,7 @@ class DetailsPane(QWidget):
             "role": role_text(item),
             "encrypted": stored_text(entry, item),
             "container": f"{item.container}, from {entry.filename}" if entry.filename else item.container,
-            "users": ", ".join(users) if users else "No saved connection uses it.",
+            "users": "" if users is None else (", ".join(users) or "No saved connection uses it."),
         }
         if item.kind == "private-key" and item.key_format:
             texts["key"] += f", {item.key_format}"

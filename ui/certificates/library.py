@@ -111,7 +111,9 @@ class CertificateLibrary(QObject):
     def __init__(self, store=None, profiles=None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._store = store
-        self.profiles = profiles  # an app.profiles.ProfileStore, for "used by"; None: not known
+        # for "used by": an app.profiles.ProfileStore, or a callable returning one (the window's,
+        # made when first needed); None: not known
+        self.profiles = profiles
         self.problem: str | None = None
         self.lock = threading.RLock()  # the store is used from background operations too
 
@@ -155,18 +157,26 @@ class CertificateLibrary(QObject):
             return self.problem
         return getattr(self.store, "notice", None)
 
-    def users(self, entry_id: str) -> list[str]:
-        """Names of the saved connections whose settings refer to this entry."""
+    def profile_store(self):
+        source = self.profiles
+        if source is not None and not hasattr(source, "profiles") and callable(source):
+            source = source()
+        return source
+
+    def users(self, entry_id: str) -> list[str] | None:
+        """Names of the saved connections whose settings refer to this entry; None when the
+        saved connections are not known here."""
         from app.cert_store import reference
 
-        if self.profiles is None:
-            return []
+        store = self.profile_store()
+        if store is None:
+            return None
         wanted = reference(entry_id)
         try:
-            profiles = self.profiles.profiles()
+            profiles = store.profiles()
         except (OSError, ValueError) as exc:  # the profiles file cannot be read now
             log.warning("profiles not read for certificate users: %s", exc)
-            return []
+            return None
         return [p.name for p in profiles if any(p.values.get(f) == wanted for f in TLS_VALUE_FIELDS)]
 
     def announce(self) -> None:

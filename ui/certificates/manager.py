@@ -300,7 +300,12 @@ class CertificateManager(QWidget):
         if entry is None:
             return False
         users = self.library.users(entry.id)
-        if users:
+        if users is None:
+            question = (
+                f"Delete “{entry.name}” from the certificate manager? Saved connections that use it will not "
+                "connect until you choose another certificate in their settings."
+            )
+        elif users:
             several = len(users) > 1
             question = (
                 f"“{entry.name}” is used by the saved connection{'s' if several else ''} {_join_names(users)}. "
