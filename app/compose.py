@@ -146,7 +146,9 @@ FIELDS: dict[str, tuple[ComposeField, ...]] = {
         ComposeField("dev_eui", "DevEUI", placeholder="647FDA0000000000", help="16 hex digits."),
         ComposeField("device_id", "Device id", help="Only for a template that uses {deviceId}."),
         ComposeField("f_port", "FPort", "int", 1, minimum=1, maximum=223, help="1 to 223."),
-        ComposeField("template", "Template", "choice", None, help="Which body the network server's encoder reads."),
+        ComposeField(
+            "template", "Body template", "choice", None, help="The profile's body template the network server reads."
+        ),
         ComposeField("confirmed", "Confirmed", "bool", False),
     ),
     "akenza": (
@@ -550,6 +552,13 @@ def body_text(payload: bytes) -> str:
             return orjson.dumps(orjson.loads(payload), option=orjson.OPT_INDENT_2).decode()
         except orjson.JSONDecodeError:
             pass
+    if is_printable_text(payload):
+        return payload.decode("utf-8")
+    return payload.hex(" ")
+
+
+def exact_body_text(payload: bytes) -> str:
+    """The body as it goes out: its text when it is UTF-8 text, else spaced hex of every byte."""
     if is_printable_text(payload):
         return payload.decode("utf-8")
     return payload.hex(" ")

@@ -79,6 +79,9 @@ def test_the_preview_shows_the_message_the_model_builds(qtbot, tmp_path, platfor
     assert d.preview.body.toPlainText() == body_text(message.payload)
     assert d.preview.qos.text().startswith(f"QoS {message.qos}")
     assert d.preview.message is message  # Send hands over this very object
+    d.preview.indent.setChecked(False)  # the body exactly as its bytes go out
+    shown = d.preview.body.toPlainText()
+    assert shown.encode() == message.payload or bytes.fromhex(shown) == message.payload
 
 
 def test_copy_as_mosquitto_pub_command(qtbot, tmp_path):

@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
 
 from app.compose import ComposeField, Composition
 from app.downlink_templates import DownlinkTemplate, TemplateStore
-from ui.common.labels import PLATFORM_LABELS
 from ui.downlink.payload_editor import REASON_STYLE, PayloadEditor
 from ui.downlink.preview import PreviewPane
 from ui.downlink.templates_bar import TemplatesBar
@@ -86,8 +85,7 @@ class ComposerDialog(QDialog):
         self._building = False
         self._sending = False
 
-        platform_label = PLATFORM_LABELS.get(self.composition.platform_name, self.composition.platform_name)
-        head = QLabel(f"<b>{platform_label}</b> · {self.composition.platform.label}")
+        head = QLabel(f"<b>{self.composition.platform.label}</b>")
         self.templates = TemplatesBar(templates or TemplateStore(connection_key))
         self.templates.current_template = self.draft_template
         self.templates.apply_requested.connect(self.apply_template)

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase, QGuiApplication
-from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+)
 
-from app.compose import body_text, mosquitto_pub_command, properties_text
+from app.compose import body_text, exact_body_text, mosquitto_pub_command, properties_text
 from app.platforms.base import OutgoingMessage
 
 
@@ -27,6 +36,10 @@ class PreviewPane(QGroupBox):
         self.properties.setWordWrap(True)
         self.properties.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.size = QLabel()
+        self.indent = QCheckBox("Indent JSON")
+        self.indent.setChecked(True)
+        self.indent.setToolTip("Off: the body exactly as its bytes go out (binary as hex)")
+        self.indent.toggled.connect(lambda on: self.show_message(self.message))
         self.body = QPlainTextEdit()
         self.body.setReadOnly(True)
         self.body.setFont(mono)
@@ -42,7 +55,10 @@ class PreviewPane(QGroupBox):
         form.addRow("Topic", self.topic)
         form.addRow("QoS · retain", self.qos)
         form.addRow("Properties", self.properties)
-        form.addRow("Body", self.size)
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.size, 1)
+        size_row.addWidget(self.indent)
+        form.addRow("Body", size_row)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(self.body, 1)
@@ -67,7 +83,9 @@ class PreviewPane(QGroupBox):
         self.qos.setText(f"QoS {message.qos} · {'retained' if message.retain else 'not retained'}")
         self.properties.setText(properties_text(message.properties))
         self.size.setText(f"{len(message.payload):,} bytes")
-        self.body.setPlainText(body_text(message.payload))
+        self.body.setPlainText(
+            body_text(message.payload) if self.indent.isChecked() else exact_body_text(message.payload)
+        )
 
     def command(self) -> str | None:
         return mosquitto_pub_command(self.message, self.config) if self.message is not None else None

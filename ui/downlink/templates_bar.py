@@ -29,7 +29,7 @@ class TemplatesBar(QWidget):
         self.note.setWordWrap(True)
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(QLabel("Template"))
+        row.addWidget(QLabel("Saved downlinks"))
         row.addWidget(self.choice, 1)
         row.addWidget(self.apply_button)
         row.addWidget(self.delete_button)
