@@ -193,18 +193,14 @@ def _match_thingpark(event, mine: list[Tracked]) -> Tracked | None:
     same = [
         c
         for c in sorted(mine, key=lambda c: c.order)
-        if dev_eui is not None
-        and c.dev_eui is not None
-        and _upper(c.dev_eui) == dev_eui
-        and c.f_port == event.f_port
-        and _movable(event, c)
+        if dev_eui is not None and c.dev_eui is not None and _upper(c.dev_eui) == dev_eui and c.f_port == event.f_port
     ]
     if event.f_cnt is not None:
         for c in same:
             if c.f_cnt == event.f_cnt:
-                return c
+                return c  # this downlink's frame (a repeat of an event it already had moves nothing)
     for c in same:
-        if c.f_cnt is None:
+        if c.f_cnt is None and _movable(event, c):
             return c
     return None
 
