@@ -629,3 +629,23 @@ def test_tools_menu_opens_one_manager_that_knows_the_saved_connections(qtbot, li
     manager.select(entry.id)
     assert manager.details.field_text("users") == "Lab"
     window.close()
+
+
+def test_the_window_sidebar_marks_an_expiring_certificate_without_more_wiring(qtbot, library, tmp_path):
+    from app.cert_store import reference
+    from app.profiles import ProfileStore, new_profile
+    from app.secrets import SecretStore
+    from ui.main_window import MainWindow
+
+    _key, soon = cert_pair("client-renew-me", 10)
+    entry = library.store.import_bytes(soon.public_bytes(serialization.Encoding.PEM), "soon.pem", name="Renew me")
+    profiles = ProfileStore(tmp_path / "config")
+    saved = profiles.add(
+        new_profile("Lab", "generic", {"url": "mqtts://127.0.0.1:1", "cert_file": reference(entry.id)})
+    )
+    window = MainWindow(profiles=profiles, secrets=SecretStore())
+    qtbot.addWidget(window)
+    [shown] = window.sidebar.entries()
+    assert shown.key == saved.id and shown.certificate is not None
+    assert shown.certificate.text == "⚠ 10 d" and "“Renew me” expires in 10 days" in shown.certificate.tooltip
+    window.close()

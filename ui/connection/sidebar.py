@@ -6,11 +6,12 @@ keyring and the open connections). Entries are (key, name, platform, broker); ke
 profile's id, or the key of an open connection that is not saved ("raw", "adhoc:tts" ...).
 
 A saved connection whose chosen certificates expire within 30 days, or have expired, carries a
-mark in words at the start of its second line (and the sentences in its tooltip), as does one that connects
-with an expired certificate on purpose (`allow_expired`). The sidebar learns a connection's
-settings through `profile_lookup` (key -> app.profiles.Profile or None, set by the window);
-the marks are worked out when the entries change (ui/certificates/expiry.py, files read on a
-worker thread and cached), never while painting.
+mark in words at the start of its second line (and the sentences in its tooltip), as does one
+that connects with an expired certificate on purpose (`allow_expired`). The sidebar reads a
+connection's settings through `profile_lookup` (key -> app.profiles.Profile or None), or else
+from the saved connections the window gave the certificate library. The marks are worked out
+when the entries change (ui/certificates/expiry.py: files read on a worker thread and cached),
+never while painting.
 """
 
 from __future__ import annotations
@@ -266,16 +267,22 @@ class ConnectionSidebar(QWidget):
 
     # ----- certificate marks
     def _certificate_mark(self, entry: Entry):
-        if not entry.saved or self.profile_lookup is None:
+        if not entry.saved:
             return None
         try:
-            profile = self.profile_lookup(entry.key)
+            profile = (self.profile_lookup or self._window_profile)(entry.key)
         except (KeyError, LookupError, OSError, ValueError):
             return None
         values = getattr(profile, "values", None)
         if not isinstance(values, dict):
             return None
         return self.expiry.mark_for(values)
+
+    def _window_profile(self, key: str):
+        """Without a `profile_lookup`: the saved connection from the window's profile store, which
+        the window hands to the certificate library (ui/main_window.py _build_tools_menu)."""
+        store = self.expiry.library.profile_store()
+        return store.get(key) if store is not None else None
 
     @property
     def expiry(self):
