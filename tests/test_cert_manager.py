@@ -174,6 +174,11 @@ def test_import_pem_der_and_pkcs12_asking_the_password_again_when_wrong(qtbot, m
     assert details.field_text("kind") == "Private key"
     assert "keyring" in details.field_text("encrypted")
     assert details.field_text("key").startswith("RSA 2048-bit")
+    # the same file again is the same entry, and said so
+    again = manager.import_paths([lasting_der])
+    wait_imported(qtbot, again)
+    assert len(library.entries()) == 5
+    assert "in the certificate manager already" in manager.notices.text("import")
 
 
 def test_a_cancelled_password_question_imports_nothing_and_says_so(qtbot, manager, library, pki):
@@ -550,6 +555,11 @@ def test_the_picker_imports_on_the_spot_and_a_pkcs12_makes_the_key_unnecessary(q
     picker.choose_entry(alone.id)
     assert not picker.includes_key and seen[-1] is False
     assert "private key" not in picker.note.text()
+    # Manage… opens the manager over the (modal) wizard, once
+    manager = picker.open_manager()
+    assert manager.parent() is w and manager.isVisible()
+    assert w.currentPage().editors["ca_file"].picker.open_manager() is manager
+    manager.close()
 
 
 # ----- the sidebar's mark ---------------------------------------------------------------------

@@ -120,7 +120,8 @@ class Importer(QObject):
         self.library = library
         self.password_prompt = password_prompt or (lambda f, s, w: ask_password(parent_widget, f, s, w))
         self.failure_box = failure_box
-        self.entries: list = []
+        self.entries: list = []  # what was imported (or was there already)
+        self.already: list = []  # the same file was in the store already: its entry
         self.errors: list[str] = []
         self._queue: list[str] = []
         self.op: BackgroundOp | None = None
@@ -150,7 +151,9 @@ class Importer(QObject):
             progress.report(0, 0, f"Reading {Path(path).name}…")
             try:
                 with library.lock:
-                    return ("ok", library.store.import_file(path, password=password))
+                    before = {e.id for e in library.store.entries()}
+                    entry = library.store.import_file(path, password=password)
+                    return ("again" if entry.id in before else "ok", entry)
             except WrongPassword as exc:
                 return ("wrong", str(exc))
             except PasswordNeeded as exc:
@@ -170,7 +173,9 @@ class Importer(QObject):
 
     def _done(self, path: str, result) -> None:
         kind, value = result
-        if kind == "ok":
+        if kind == "again":
+            self.already.append(value)
+        if kind in ("ok", "again"):
             self.entries.append(value)
             self.library.announce()
             self.imported.emit(value)

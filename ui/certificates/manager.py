@@ -209,8 +209,15 @@ class CertificateManager(QWidget):
 
     def _imported(self, entry) -> None:
         self.select(entry.id)
-        names = [e.name for e in self.importer.entries] if self.importer else [entry.name]
-        self.notices.notify("import", f"Imported {_join_names(names)}.", "info", dismissable=True)
+        importer = self.importer
+        already = {e.id for e in importer.already} if importer else set()
+        new = [e.name for e in importer.entries if e.id not in already] if importer else [entry.name]
+        old = [e.name for e in importer.already] if importer else []
+        sentences = [f"Imported {_join_names(new)}."] if new else []
+        if old:
+            was = "was" if len(old) == 1 else "were"
+            sentences.append(f"{_join_names(old)} {was} in the certificate manager already (the same file).")
+        self.notices.notify("import", " ".join(sentences), "info", dismissable=True)
 
     def _import_failed(self, sentence: str) -> None:
         failures = self.importer.errors if self.importer else [sentence]
