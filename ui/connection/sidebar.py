@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QColor, QFont, QFontMetrics, QPainter, QPalette
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -293,6 +293,10 @@ class ConnectionSidebar(QWidget):
             self._expiry = ExpiryWatcher(parent=self)
             self._expiry.updated.connect(self.refresh_certificate_marks)
             self._expiry.library.changed.connect(self.refresh_certificate_marks)
+            self._expiry_timer = QTimer(self)  # days count down while the window stays open
+            self._expiry_timer.setInterval(3600 * 1000)
+            self._expiry_timer.timeout.connect(self.refresh_certificate_marks)
+            self._expiry_timer.start()
         return self._expiry
 
     def refresh_certificate_marks(self) -> None:
