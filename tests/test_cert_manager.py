@@ -101,19 +101,25 @@ def test_list_model_passes_qtmodeltester_with_several_kinds(qtmodeltester, libra
     store.import_file(pki.expired_cert)
     store.import_file(pki.client_p12, password=pki.client_key_password)
     store.import_file(pki.client_key)
+    key = make_key()
+    later = make_cert("later", key, not_before=NOW + dt.timedelta(days=3), not_after=NOW + dt.timedelta(days=400))
+    store.import_bytes(later.public_bytes(serialization.Encoding.PEM), "later.pem")
     model = CertificateListModel(library)
     qtmodeltester.check(model, force_py=True)
-    assert model.rowCount() == 4
-    statuses = sorted(model.index(r, 0).data(STATUS_ROLE) for r in range(4))
-    assert statuses == ["expired", "expiring", "expiring", "key"]  # the test PKI lives 30 days
-    expired_row = next(r for r in range(4) if model.index(r, 0).data(STATUS_ROLE) == "expired")
+    assert model.rowCount() == 5
+    statuses = sorted(model.index(r, 0).data(STATUS_ROLE) for r in range(5))
+    assert statuses == ["expired", "expiring", "expiring", "key", "not-yet-valid"]  # the test PKI lives 30 days
+    later_row = next(r for r in range(5) if model.index(r, 0).data(STATUS_ROLE) == "not-yet-valid")
+    assert model.index(later_row, 0).data() == "◷ Not yet valid"
+    assert "Not valid before" in model.index(later_row, 0).data(Qt.ItemDataRole.ToolTipRole)
+    expired_row = next(r for r in range(5) if model.index(r, 0).data(STATUS_ROLE) == "expired")
     # the status is in words and a mark, and in a colour too
     assert model.index(expired_row, 0).data() == "✕ Expired"
     assert model.index(expired_row, 0).data(Qt.ItemDataRole.ForegroundRole).name() == "#cf222e"
     assert "days ago" in model.index(expired_row, 3).data()
     library.store.delete(library.entries()[0].id)
     library.announce()
-    assert model.rowCount() == 3
+    assert model.rowCount() == 4
     qtmodeltester.check(model, force_py=True)
 
 
