@@ -205,3 +205,70 @@ def test_reply_from_an_uplink_row_or_a_device_prefills_the_composer(qtbot, tmp_p
     assert "LoRaWAN limit 51 bytes at DR0 (EU868)" in composer.editor.count.text()
     assert "Too long for the data rate the device last used" in composer.editor.count.text()
     assert composer.composed.message is not None  # the platform takes 60 bytes; the warning says why not
+
+
+# ----- Send through the real engine, on every platform ----------------------------------------
+
+WIRE_FORMS = {
+    "tts": ({"device_id": "wire-dev", "f_port": "3"}, "01 02", "hex"),
+    "thingpark": ({"dev_eui": "0018B20000000B21", "f_port": "3"}, "AQI=", "base64"),
+    "drogue": ({"device_id": "wire-dev", "command": "blink", "content_type": "text/plain"}, "on", "text"),
+    "tektelic": ({"dev_eui": "647FDA0000000001", "f_port": "9"}, "[1, 2, 255]", "bytes"),
+    "akenza": ({"content_type": "application/json", "subtopic": "s1"}, '{"t": 21.5}', "json"),
+    "generic": ({"qos": 1, "content_type": "application/octet-stream", "user_properties": "k=v"}, "00 ff", "hex"),
+}
+
+
+@pytest.mark.parametrize("platform", list(WIRE_FORMS))
+def test_send_in_the_window_delivers_the_previewed_message_on_every_platform(
+    qtbot, loop, broker, tmp_path, monkeypatch, topic, platform
+):
+    from app.mqtt.config import MqttVersion
+    from tests.conftest import until
+    from tests.test_compose import Subscriber, received_properties
+    from ui.connection.page import ConnectionPage
+
+    monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("UPLINK_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
+    profile = dict(PROFILES[platform])
+    if platform == "thingpark":
+        profile["downlink_topic_pattern"] = f"{topic}/{{DevEUI}}/downlink"
+        profile["uplink_topic_pattern"] = f"{topic}/{{DevEUI}}/uplink"
+    elif platform == "akenza":
+        profile["connector_id"] = "connector-1"
+    elif platform == "tektelic":
+        profile["pull_topic"] = f"{topic}/tektelic/down"
+    elif platform == "generic":
+        profile["publish_topic"] = f"{topic}/generic"
+    config = parse_url(broker.url("plain"), mqtt_version=MqttVersion.V5)
+    page = ConnectionPage(f"profile-wire-{platform}", "Wire", raw=False)
+    qtbot.addWidget(page)
+    sub = Subscriber(broker.ports.plain, "#")
+    form, payload, fmt = WIRE_FORMS[platform]
+
+    async def scenario():
+        page.connect_platform(platform, profile, config, history_name=f"profile wire {platform} {topic}")
+        try:
+            await until(lambda: page.bridge.connected, 20)
+        except AssertionError:
+            raise AssertionError(f"not connected: {page.last_error!r} {page.last_change}") from None
+        composer = page.open_composer()
+        for name, value in form.items():
+            composer.set_field(name, value)
+        composer.editor.set_payload(payload, fmt)
+        composer.rebuild()
+        message = composer.composed.message
+        assert message is not None, composer.composed.error
+        composer.send_button.click()
+        await until(lambda: any(m.topic == message.topic for m in sub.got), 20)
+        got = next(m for m in sub.got if m.topic == message.topic)
+        assert got.payload == message.payload
+        assert received_properties(got) == message.properties
+        await until(lambda: any(e.get("state") == "handed-over" for e in page.downlinks_view.model.rows), 10)
+        page.disconnect()
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        sub.close()
+        page.shutdown()

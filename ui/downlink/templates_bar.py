@@ -58,7 +58,7 @@ class TemplatesBar(QWidget):
             self.choice.setCurrentIndex(self.choice.findText(select))
         self.choice.blockSignals(False)
         has = self.choice.count() > 0
-        self.choice.setPlaceholderText("Choose a saved downlink" if has else "No templates saved for this connection")
+        self.choice.setPlaceholderText("Choose a saved downlink" if has else "None saved for this connection yet")
         self.apply_button.setEnabled(has)
         self.delete_button.setEnabled(has)
 
