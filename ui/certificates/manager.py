@@ -19,6 +19,7 @@ from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
+    QHeaderView,
     QInputDialog,
     QLabel,
     QMessageBox,
@@ -64,7 +65,7 @@ class CertificateManager(QWidget):
         super().__init__(parent, Qt.WindowType.Window)
         self.library = library or shared_library()
         self.setWindowTitle("Certificates — Uplink Console")
-        self.resize(1180, 640)
+        self.resize(1240, 660)
         self.setAcceptDrops(True)
         self.password_prompt: Callable[[str, str, bool], str | None] = lambda f, s, w: ask_password(self, f, s, w)
         self.confirm: Callable[[str, str], bool] = self._confirm_box
@@ -108,13 +109,11 @@ class CertificateManager(QWidget):
         self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self.table.horizontalHeader()
-        header.setStretchLastSection(True)
-        fm = self.table.fontMetrics()
-        for column, sample in enumerate(
-            ("⚠ Expires in 29 d", "Gateway 07 client key", "certificate and key (PKCS#12)")
-        ):
-            self.table.setColumnWidth(column, fm.horizontalAdvance(sample) + 24)
-        self.table.setColumnWidth(COLUMNS.index("Expires"), fm.horizontalAdvance("2026-12-31 (3650 days left)") + 24)
+        header.setStretchLastSection(False)
+        self.table.setStyleSheet("QTableView::item { padding: 0px 8px 0px 4px; }")  # room between columns
+        for column in range(len(COLUMNS)):  # the name takes what the others leave
+            mode = QHeaderView.ResizeMode.Stretch if column == 1 else QHeaderView.ResizeMode.ResizeToContents
+            header.setSectionResizeMode(column, mode)
         self.table.selectionModel().currentRowChanged.connect(lambda *_: self._show_current())
         self.table.doubleClicked.connect(lambda *_: self.open_export())
         self.empty_hint = QLabel(
@@ -133,9 +132,9 @@ class CertificateManager(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(self.details)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
-        split.setSizes([700, 480])
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
+        split.setSizes([660, 580])
         self.drop_hint = QLabel(DROP_HINT)
         self.drop_hint.setObjectName("hint")
         self.drop_hint.setWordWrap(True)
