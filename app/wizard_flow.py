@@ -44,7 +44,7 @@ _TLS_FIELDS = ("ca_file", "cert_file", "key_file", "key_password")
 MAX_NAME = 200  # app.profiles' limit on a connection's name
 # Which fields decide each kind of failed test (app.connection_test kinds).
 _FIX_FIELDS = {
-    "certificate": ("ca_file", "cert_file", "key_file", "key_password", "verify_certificate"),
+    "certificate": ("ca_file", "cert_file", "key_file", "key_password", "verify_certificate", "allow_expired"),
     "credentials": (
         "password",
         "username",
@@ -116,6 +116,17 @@ def _is(name: str, *wanted) -> Callable[[dict], bool]:
 
 
 def _check_file(value, values) -> None:
+    from app import cert_store
+
+    entry_id = cert_store.entry_id_of(_text(value))
+    if entry_id:
+        try:
+            cert_store.CertificateStore().get(entry_id)
+        except KeyError:
+            raise ProfileError(
+                "The certificate chosen here was deleted from the certificate manager; choose another."
+            ) from None
+        return
     path = Path(_text(value)).expanduser()
     if not path.is_file():
         if path.exists():
@@ -1054,6 +1065,7 @@ class WizardFlow:
             name: self.values.get(name) if name in self.fields and self.visible(name) else None for name in _TLS_FIELDS
         }
         chosen["verify_certificate"] = self.values.get("verify_certificate", True)
+        chosen["allow_expired"] = self.values.get("allow_expired") is True and self.visible("allow_expired")
         files = [_text(chosen[name]) for name in ("ca_file", "cert_file", "key_file") if not _empty(chosen[name])]
         if not files:
             return None
@@ -1071,6 +1083,64 @@ class WizardFlow:
                 self._tls_checked[key] = None
             except PROBLEMS as exc:
                 self._tls_checked[key] = str(exc)
+        return self._tls_checked[key]
+
+    def tls_warning(self, page_id: str) -> str | None:
+        """On a page of certificates whose certificates load: a chosen client certificate or CA that
+        expires within app.certs.EXPIRY_WARNING_DAYS days, or an expired one the connection uses on
+        purpose (allow_expired). Said on the page, never holding it back."""
+        from app import certs
+
+        shown = {f.name for f in self.shown_fields(page_id)}
+        if not shown & {"ca_file", "cert_file"} or self.page_problem(page_id):
+            return None
+        allow_expired = self.values.get("allow_expired") is True and self.visible("allow_expired")
+        sentences = []
+        for name, what in (("cert_file", "client certificate"), ("ca_file", "CA certificate")):
+            value = self.values.get(name)
+            if name not in shown or _empty(value):
+                continue
+            found = self._certificates_of(_text(value))
+            if name == "cert_file":
+                found = found[:1]  # the leaf; the rest of a chain is the broker's business
+            statuses = [certs.expiry_problem(item) for item in found]
+            if not statuses:
+                continue
+            if all(status == "expired" for status, _ in statuses) and allow_expired:
+                sentences.append(
+                    f"The {what} has expired; this connection is set to use it anyway (More options: "
+                    '"Connect even though a certificate has expired").'
+                )
+            elif any(status == "expiring" for status, _ in statuses):
+                sentences.append(next(sentence for status, sentence in statuses if status == "expiring"))
+        return " ".join(sentences) or None
+
+    def _certificates_of(self, value: str) -> list:
+        """The certificates (app.certs Items) a CA or client-certificate value holds: a store entry
+        from the store's index, a file read once per modification time. [] when unreadable
+        (tls_problem says why)."""
+        from app import cert_store, certs
+
+        entry_id = cert_store.entry_id_of(value)
+        if entry_id:
+            try:
+                return cert_store.CertificateStore().get(entry_id).certificates
+            except (KeyError, OSError, ValueError):
+                return []
+        try:
+            stamp = Path(value).expanduser().stat().st_mtime_ns
+        except OSError:
+            return []
+        key = ("items", value, stamp)
+        if key not in self._tls_checked:
+            try:
+                with open(Path(value).expanduser(), "rb") as f:
+                    data = f.read(16 * 1024 * 1024)
+                password = self.values.get("key_password") or None
+                contents = certs.read(data, password=password if isinstance(password, str) else None, name=value)
+                self._tls_checked[key] = [certs.certificate_item(c) for c in contents.certificates]
+            except (OSError, ValueError):
+                self._tls_checked[key] = []
         return self._tls_checked[key]
 
     def waiting_for(self, page_id: str) -> list[str]:

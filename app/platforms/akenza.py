@@ -204,6 +204,7 @@ class AkenzaPlatform(Platform):
         _SHARED["clean_session"],
         _SHARED["ca_file"],
         _SHARED["verify_certificate"],
+        _SHARED["allow_expired"],
     )
     fields = assign_pages(
         fields,
@@ -218,6 +219,7 @@ class AkenzaPlatform(Platform):
                 "clean_session",
                 "ca_file",
                 "verify_certificate",
+                "allow_expired",
             ),
             "jwt": (
                 "jwt_key_file",
@@ -246,6 +248,7 @@ class AkenzaPlatform(Platform):
             ca_file=settings.get("ca_file") or None,
             verify_certificate=settings["verify_certificate"] is not False,
             verify_hostname=settings["verify_certificate"] is not False,
+            allow_expired=settings.get("allow_expired") is True,
         )
         subscription = Subscription(downlink_filter(settings), settings["qos"])
         return config_from_profile(
@@ -424,11 +427,7 @@ def uplink_topic(settings: dict, device_id: str) -> str:
 
 def signing_key(settings: dict):
     """The private key and the JWT algorithm it signs with; ProfileError for anything akenza cannot verify."""
-    path = settings["jwt_key_file"]
-    try:
-        key = load_private_key(path, settings.get("jwt_key_password") or None)
-    except TlsConfigError as exc:
-        raise ProfileError(str(exc)) from None
+    key, path = _private_key(settings["jwt_key_file"], settings.get("jwt_key_password") or None)
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < 2048:
             raise ProfileError(f"The key {path} is RSA-{key.key_size}; akenza needs RSA-2048 (or an EC P-256 key).")
@@ -448,6 +447,33 @@ def signing_key(settings: dict):
             f"choose {algorithm} or auto."
         )
     return key, algorithm
+
+
+def _private_key(value: str, password: str | None):
+    """(the key, how sentences name it) from a key file or a certificate-manager entry
+    ("store:<id>", app/cert_store.py; its password from the keyring unless one is given)."""
+    from app.cert_store import CertificateStore, entry_id_of
+
+    entry_id = entry_id_of(value)
+    if entry_id is None:
+        try:
+            return load_private_key(value, password), value
+        except TlsConfigError as exc:
+            raise ProfileError(str(exc)) from None
+    try:
+        store = CertificateStore()
+        entry = store.get(entry_id)
+        contents = store.contents(entry_id, password=password)
+    except KeyError:
+        raise ProfileError(
+            "The device key chosen for this connection was deleted from the certificate manager; choose "
+            "another in the connection's settings."
+        ) from None
+    except (ValueError, OSError) as exc:  # app.certs.CertError sentences, a missing file, the keyring
+        raise ProfileError(str(exc)) from None
+    if contents.key is None:
+        raise ProfileError(f"'{entry.name}' holds no private key; choose the device's private key.")
+    return contents.key, f"'{entry.name}'"
 
 
 def public_key_fingerprint(key) -> str:

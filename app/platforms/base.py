@@ -592,6 +592,10 @@ VERIFY_HELP = (
     "Off only for a test broker whose certificate cannot be verified: without the check, anyone in between "
     "could pose as the broker."
 )
+ALLOW_EXPIRED_HELP = (
+    "Off: an expired CA or client certificate is refused before connecting, with a sentence saying which. "
+    "On: the connection uses it anyway, and the sidebar shows that this connection does."
+)
 
 
 def broker_fields(
@@ -664,6 +668,14 @@ def broker_fields(
             advanced=True,
             help=VERIFY_HELP,
         ),
+        ProfileField(
+            "allow_expired",
+            "Connect even though a certificate has expired",
+            "bool",
+            default=False,
+            advanced=True,
+            help=ALLOW_EXPIRED_HELP,
+        ),
     )
 
 
@@ -675,6 +687,7 @@ def tls_from_profile(profile: dict) -> TlsSettings:
         key_password=profile.get("key_password") or None,
         verify_certificate=profile.get("verify_certificate", True) is not False,
         verify_hostname=profile.get("verify_certificate", True) is not False,
+        allow_expired=profile.get("allow_expired") is True,
     )
 
 

@@ -149,6 +149,7 @@ class DroguePlatform(Platform):
         _SHARED["clean_session"],
         _SHARED["ca_file"],
         _SHARED["verify_certificate"],
+        _SHARED["allow_expired"],
     )
     fields = assign_pages(
         fields,
@@ -163,6 +164,7 @@ class DroguePlatform(Platform):
                 "clean_session",
                 "ca_file",
                 "verify_certificate",
+                "allow_expired",
             ),
             "auth": ("auth_mode", "username", "api_key", "access_token", "token_as"),
             "format": ("content_mode", "mqtt_version"),
@@ -191,6 +193,7 @@ class DroguePlatform(Platform):
             ca_file=settings.get("ca_file") or None,
             verify_certificate=settings["verify_certificate"] is not False,
             verify_hostname=settings["verify_certificate"] is not False,
+            allow_expired=settings.get("allow_expired") is True,
         )
         subscription = Subscription(topic, min(settings["qos"], 1), user_properties=user_properties)
         return config_from_profile(settings, [subscription], username=username, password=password, tls=tls)

@@ -39,7 +39,7 @@ class GenericPlatform(Platform):
         {
             "broker": ("url", "username", "password", "client_id", "mqtt_version", "keepalive", "clean_session"),
             "topics": ("topics", "qos", "publish_topic"),
-            "tls": ("ca_file", "cert_file", "key_file", "key_password", "verify_certificate"),
+            "tls": ("ca_file", "cert_file", "key_file", "key_password", "verify_certificate", "allow_expired"),
         },
     )
 

@@ -34,6 +34,7 @@ from app.mqtt.config import (
 )
 from app.payload import PayloadError, from_byte_array, json_error_text
 from app.platforms.base import (
+    ALLOW_EXPIRED_HELP,
     VERIFY_HELP,
     DecodeError,
     DownlinkRequest,
@@ -491,6 +492,14 @@ class TektelicPlatform(Platform):
             help=VERIFY_HELP,
         ),
         ProfileField(
+            "allow_expired",
+            "Connect even though a certificate has expired",
+            "bool",
+            default=False,
+            advanced=True,
+            help=ALLOW_EXPIRED_HELP,
+        ),
+        ProfileField(
             "downlink_template",
             "Downlink template",
             default=DEFAULT_TEMPLATE,
@@ -539,7 +548,7 @@ class TektelicPlatform(Platform):
                 "downlink_template",
                 "downlink_templates",
             ),
-            "tls": ("ca_file", "cert_file", "key_file", "key_password", "verify_certificate"),
+            "tls": ("ca_file", "cert_file", "key_file", "key_password", "verify_certificate", "allow_expired"),
             "integration": (
                 "max_inflight",
                 "pending_queue_max_size",

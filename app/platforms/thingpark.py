@@ -710,6 +710,7 @@ class ThingParkPlatform(Platform):
             for name in (
                 "key_password",
                 "verify_certificate",
+                "allow_expired",
                 "client_id",
                 "mqtt_version",
                 "keepalive",
@@ -751,7 +752,7 @@ class ThingParkPlatform(Platform):
                 "clean_session",
             ),
             "topics": ("uplink_topic_pattern", "downlink_topic_pattern", "qos", "subscribe_downlinks"),
-            "tls": ("ca_file", "cert_file", "key_file", "key_password", "verify_certificate"),
+            "tls": ("ca_file", "cert_file", "key_file", "key_password", "verify_certificate", "allow_expired"),
         },
     )
     topic_pattern_field = "downlink_topic_pattern"

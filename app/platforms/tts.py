@@ -230,11 +230,12 @@ _FIELDS = (
         ),
     ),
     _shared_field("verify_certificate"),
+    _shared_field("allow_expired"),
 )
 TTS_FIELDS = assign_pages(
     _FIELDS,
     {
-        "server": ("url", "ca_file", "client_id", "keepalive", "verify_certificate"),
+        "server": ("url", "ca_file", "client_id", "keepalive", "verify_certificate", "allow_expired"),
         "application": ("app", "tenant", "password"),
         "traffic": ("device", "upstream", "downlink_priority"),
     },

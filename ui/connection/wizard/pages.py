@@ -223,7 +223,10 @@ class FieldsPage(QWizardPage):
             self.more_form.setContentsMargins(0, 0, 0, 0)
         self.note.show_text(flow.note(self.spec.id), "info")
         sentence = flow.page_problem(self.spec.id)
-        self.problem.show_text(sentence or "", "error")
+        if sentence:
+            self.problem.show_text(sentence, "error")
+        else:
+            self.problem.show_text(flow.tls_warning(self.spec.id) or "", "warning")
         waiting = flow.waiting_for(self.spec.id)
         self.waiting.setText(f"Still needed: {', '.join(waiting)}." if waiting else "")
         self.waiting.setVisible(bool(waiting))
@@ -394,12 +397,23 @@ class ConnectionTestPage(QWizardPage):
         self.again.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel the test")
         self.cancel_button.clicked.connect(self.cancel)
+        # A broker whose certificate no trusted CA signed (a self-hosted one): fetch what it
+        # presents, let the user trust it knowingly, and test again with it as the CA.
+        self.trust_button = QPushButton("See the broker's certificate and trust it…")
+        self.trust_button.setToolTip(
+            "Connects without trusting the broker, shows the certificates it presents, and adds its CA to the "
+            "certificate manager only if you choose to."
+        )
+        self.trust_button.clicked.connect(self.offer_trust)
+        self.trust_button.hide()
+        self.trust_dialog = None
         self.save_anyway = QCheckBox("Save this connection anyway (I will fix it later)")
         self.save_anyway.toggled.connect(self._save_anyway)
         self.save_anyway.hide()
         buttons = QHBoxLayout()
         buttons.addWidget(self.again)
         buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.trust_button)
         buttons.addStretch(1)
         lay = QVBoxLayout(self)
         lay.addWidget(self.summary)
@@ -517,7 +531,50 @@ class ConnectionTestPage(QWizardPage):
             sentence += f" Back on “{where}” you can change it."
         self.outcome.show_text(sentence, level)
         self.save_anyway.setVisible(not result.ok)
+        self.trust_button.setVisible(self._untrusted_broker(result))
         self.completeChanged.emit()
+
+    def _untrusted_broker(self, result) -> bool:
+        """The test failed because no trusted CA signed the broker's certificate, and this
+        connection has a CA certificate setting to adopt one into."""
+        return (
+            result.kind == "certificate"
+            and "not trusted" in result.sentence
+            and "ca_file" in self.flow.fields
+            and self.flow.visible("ca_file")
+        )
+
+    def offer_trust(self) -> None:
+        """The certificate manager's fetch dialog, on this broker: trusting its CA makes it this
+        connection's CA certificate and tests again."""
+        from ui.certificates.dialogs import FetchDialog
+        from ui.certificates.library import shared_library
+
+        try:
+            config = self.flow.connection_config()
+        except PROBLEMS as exc:
+            self.outcome.show_text(str(exc), "error")
+            return
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        dialog = FetchDialog(shared_library(), self, address=f"{host}:{config.effective_port}")
+        dialog.setWindowTitle("Trust this broker's certificate")
+        dialog.trusted.connect(self._trusted)
+        self.trust_dialog = dialog
+        dialog.open()
+        dialog.fetch()
+
+    def _trusted(self, entry) -> None:
+        self.flow.set("ca_file", entry.reference)
+        self.flow.touched.add("ca_file")
+        wizard = self.wizard()
+        for page_id in wizard.pageIds() if wizard is not None else ():
+            page = wizard.page(page_id)
+            if isinstance(page, FieldsPage):
+                page.sync()
+        if self.trust_dialog is not None:
+            self.trust_dialog.accept()
+        self.trust_button.hide()
+        self.start()
 
     def _cancelled(self) -> None:
         self._stopped()
