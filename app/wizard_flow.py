@@ -1113,7 +1113,37 @@ class WizardFlow:
                 )
             elif any(status == "expiring" for status, _ in statuses):
                 sentences.append(next(sentence for status, sentence in statuses if status == "expiring"))
+        host_sentence = self._trusted_leaf_host_problem(shown)
+        if host_sentence:
+            sentences.append(host_sentence)
         return " ".join(sentences) or None
+
+    def _trusted_leaf_host_problem(self, shown: set) -> str | None:
+        """A broker's own certificate trusted as the CA (a self-signed broker adopted from the
+        test page or the certificate manager) that does not cover the broker's host name: the
+        connection would fail verification, so say it here."""
+        from app import cert_store, certs
+
+        value = self.values.get("ca_file")
+        if "ca_file" not in shown or _empty(value) or self.values.get("verify_certificate") is False:
+            return None
+        found = self._certificates_of(_text(value))
+        if len(found) != 1 or found[0].is_ca:
+            return None
+        try:
+            host = self.connection_config().host
+        except PROBLEMS:
+            return None
+        entry_id = cert_store.entry_id_of(_text(value))
+        try:
+            if entry_id:
+                certificates = cert_store.CertificateStore().contents(entry_id).certificates
+            else:
+                with open(Path(_text(value)).expanduser(), "rb") as f:
+                    certificates = certs.read(f.read(16 * 1024 * 1024), name=_text(value)).certificates
+        except (KeyError, OSError, ValueError):
+            return None
+        return certs.hostname_problem(certificates[0], host) if len(certificates) == 1 else None
 
     def _certificates_of(self, value: str) -> list:
         """The certificates (app.certs Items) a CA or client-certificate value holds: a store entry

@@ -231,3 +231,17 @@ def test_an_untrusted_self_hosted_broker_is_adopted_from_the_test_page(qtbot, lo
     assert [item.is_ca for item in adopted.certificates] == [True]
     assert "Uplink Console Test CA" in adopted.certificates[0].subject
     assert not page.trust_button.isVisibleTo(w)
+
+
+def test_a_broker_certificate_trusted_as_the_ca_must_cover_the_brokers_host(tmp_path, store):
+    key = make_key()
+    self_signed = make_cert("broker.internal", key, dns=("broker.internal",))  # not a CA: the broker's own
+    entry = store.import_file(write_pem(tmp_path / "self-signed.pem", self_signed))
+    flow = flow_for("generic")
+    flow.set("ca_file", entry.reference)
+    flow.set("url", "mqtts://broker.internal:8883")
+    assert flow.page_problem("tls") is None
+    assert not (flow.tls_warning("tls") or "").count("not for")
+    flow.set("url", "mqtts://10.1.2.3:8883")
+    warning = flow.tls_warning("tls")
+    assert warning and "is for broker.internal, not for 10.1.2.3" in warning, warning
