@@ -858,10 +858,13 @@ class OutboxRunner:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="outbox")
         self._publish: Callable[[Claim], Awaitable[None]] | None = None
         self._connected = False
+        self._generation = 0  # counts connections: a publish that outlived its own is not a refusal
+        self._lost: asyncio.Event | None = None  # set while not connected
         self._wake: asyncio.Event | None = None
         self._changed: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
         self._rev = 0
+        self._announced: dict[str, tuple] = {}  # id -> (transitions, reason) announced: each change once
         self._problem: str | None = None
         self.handed_over = 0  # entries this runner handed to the broker
         self.closed = False
@@ -870,7 +873,8 @@ class OutboxRunner:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def open(self) -> OutboxRunner:
-        self._wake, self._changed = asyncio.Event(), asyncio.Event()
+        self._wake, self._changed, self._lost = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._lost.set()
         self.box = await self._db(lambda: Outbox(self.key, capacity=self.capacity))
         if self.box.recovered_from is not None:
             self._report(
@@ -891,13 +895,22 @@ class OutboxRunner:
         if publish is None or self._publish is publish:
             self._publish = None
             self._connected = False
+            if self._lost is not None:
+                self._lost.set()
 
     def set_connected(self, up: bool, publish=None) -> None:
         """The session's state; `publish` (what it attached) lets a replaced session's last word
         ("disconnected") pass without stopping its successor's drain."""
         if publish is not None and publish is not self._publish:
             return
+        if up and not self._connected:
+            self._generation += 1
         self._connected = up
+        if self._lost is not None:
+            if up:
+                self._lost.clear()
+            else:
+                self._lost.set()
         if up and self._wake is not None:
             self._wake.set()
 
@@ -914,23 +927,49 @@ class OutboxRunner:
         exc = future.exception()
         if exc is not None:
             self._report(str(exc) if isinstance(exc, OutboxError) else f"The outbox could not be updated ({exc!r}).")
+        else:
+            self._announce(future.result())
         if self._changed is not None:
             self._changed.set()
+
+    def _announce(self, entries: list[dict]) -> None:
+        """Tells `notify` about each change once (a change seen by the watcher and by the call that
+        made it is announced by whichever comes first)."""
+        fresh = []
+        for entry in entries:
+            if entry is None:
+                continue
+            seen = (len(entry["transitions"]), entry["reason"])
+            before = self._announced.get(entry["id"])
+            if before is not None and (before[0] > seen[0] or before == seen):
+                continue  # older than, or the same as, what was announced
+            self._announced[entry["id"]] = seen
+            fresh.append(entry)
+        if len(self._announced) > 4 * KEEP_DONE:
+            self._announced = dict(list(self._announced.items())[-2 * KEEP_DONE :])
+        if fresh and self.notify is not None:
+            try:
+                self.notify(fresh)
+            except Exception:  # noqa: BLE001
+                log.exception("outbox observer failed")
 
     # ----- the user's actions
     async def send(self, message, meta: dict | None = None) -> dict:
         entry = await self._db(self.box.add, message, meta)
+        self._announce([entry])
         self._changed.set()
         self._wake.set()
         return entry
 
     async def cancel(self, downlink_id: str) -> dict:
         entry = await self._db(self.box.cancel, downlink_id)
+        self._announce([entry])
         self._changed.set()
         return entry
 
     async def retry(self, downlink_id: str) -> dict:
         entry = await self._db(self.box.retry, downlink_id)
+        self._announce([entry])
         self._changed.set()
         self._wake.set()
         return entry
@@ -988,24 +1027,45 @@ class OutboxRunner:
             if publish is None or not self._connected:
                 await self._db(self.box.release, claim.id, self.owner, None)
                 return
+            generation = self._generation
             try:
-                await publish(claim)
+                await self._publish_while_connected(publish, claim)
             except asyncio.CancelledError:
                 self._executor.submit(self.box.release, claim.id, self.owner, None)
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure is a sentence on the entry
                 sentence = str(exc) or type(exc).__name__
                 await asyncio.sleep(0.2)  # the session's state change for a lost connection comes first
-                if self._connected and self._publish is publish:
-                    await self._db(self.box.fail, claim.id, self.owner, sentence)
+                if self._connected and self._publish is publish and self._generation == generation:
+                    # Refused on a connection that stayed up: sending it again would not help.
+                    self._announce([await self._db(self.box.fail, claim.id, self.owner, sentence)])
                     self._changed.set()
                     continue
                 await self._db(self.box.release, claim.id, self.owner, sentence)
                 self._changed.set()
                 return
-            await self._db(self.box.handed_over, claim.id, self.owner)
+            self._announce([await self._db(self.box.handed_over, claim.id, self.owner)])
             self.handed_over += 1
             self._changed.set()
+
+    async def _publish_while_connected(self, publish, claim: Claim) -> None:
+        """publish(claim), given up as soon as the connection it went out on is lost (its PUBACK
+        can no longer come: waiting for the publish timeout would hold up every entry behind it)."""
+        task = asyncio.ensure_future(publish(claim))
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            done, _ = await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            lost.cancel()
+        if task in done:
+            task.result()
+            return
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        raise ConnectionError("the connection was lost before the broker confirmed it")
 
     async def _watch_loop(self) -> None:
         last_expire = 0.0
@@ -1032,11 +1092,8 @@ class OutboxRunner:
                 log.exception("outbox watch failed")
                 self._report(f"The outbox could not be read ({type(exc).__name__}: {exc}).")
                 continue
-            if changes and self.notify is not None:
-                try:
-                    self.notify(changes)
-                except Exception:  # noqa: BLE001
-                    log.exception("outbox observer failed")
+            if changes:
+                self._announce(changes)
             if waiting and self._connected:
                 self._wake.set()
 
@@ -1058,8 +1115,7 @@ class OutboxRunner:
             # Flush the last changes to the observer before going.
             try:
                 changes, self._rev, _ = await self._db(box.changed_since, self._rev)
-                if changes and self.notify is not None:
-                    self.notify(changes)
+                self._announce(changes)
             except Exception:  # noqa: BLE001
                 pass
             await self._db(box.close)

@@ -294,3 +294,56 @@ def test_sqlite_settings_make_state_changes_durable(tmp_path):
     box.close()
     with sqlite3.connect(tmp_path / "o.sqlite") as db:
         assert db.execute("SELECT count(*) FROM downlinks").fetchone()[0] == 0
+
+
+def test_the_window_bridge_sends_through_the_outbox_and_signals_every_change(qtbot, loop, broker):
+    """SessionBridge (ui/bridge.py) as the window uses it: a downlink put in the outbox before the
+    connection is up, delivered and acknowledged once it is, then cancel and retry of a waiting one."""
+    from app import platforms
+    from app.outbox import meta_for_request, tag_request
+    from app.platforms.base import DownlinkRequest
+    from tests.test_delivery import UID, SimulatedNetwork, tts_profile
+    from ui.bridge import SessionBridge
+
+    tts = platforms.get("tts")
+    network = SimulatedNetwork(broker.ports.plain)
+    bridge = SessionBridge()
+    bridge.outbox_key = key = f"bridge-{new_downlink_id()}"
+    changed: list[dict] = []
+    bridge.downlink_changed.connect(changed.append)
+
+    def compose(payload: bytes):
+        downlink_id = new_downlink_id()
+        request = tag_request(
+            "tts", DownlinkRequest(device_id="dev1", f_port=15, payload=payload, confirmed=True), downlink_id
+        )
+        return tts.encode_downlink({"app": UID}, request), meta_for_request("tts", request, id=downlink_id)
+
+    def states_of(downlink_id: str) -> list[str]:
+        return [e["state"] for e in changed if e["id"] == downlink_id]
+
+    async def scenario():
+        first = await bridge.send_downlink(*compose(b"\x01"))
+        assert first["state"] == "outbox"
+        await until(lambda: states_of(first["id"]) == ["outbox"])
+        profile = tts_profile(broker.ports.plain)
+        await bridge.connect_to(tts.connection(profile), "tts", profile, history_name=key)
+        await until(lambda: "acknowledged" in states_of(first["id"]), 20)
+        # every transition was signalled, in order, each entry carrying the ones before it
+        assert states_of(first["id"]) == ["outbox", "handed-over", "queued", "sent", "acknowledged"]
+        last = [e for e in changed if e["id"] == first["id"]][-1]
+        assert [t[0] for t in last["transitions"]] == ["outbox", "handed-over", "queued", "sent", "acknowledged"]
+        await bridge.disconnect_from()
+        second = await bridge.send_downlink(*compose(b"\x02"))
+        assert (await bridge.cancel_downlink(second["id"]))["state"] == "cancelled"
+        assert (await bridge.retry_downlink(second["id"]))["state"] == "outbox"
+        listed = await bridge.downlinks()
+        assert [(e["id"], e["state"]) for e in listed] == [(first["id"], "acknowledged"), (second["id"], "outbox")]
+        await until(lambda: states_of(second["id"]) == ["outbox", "cancelled", "outbox"])
+        assert len(network.pushes) == 1
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        bridge.shutdown()
+        network.close()

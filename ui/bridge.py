@@ -11,9 +11,9 @@ ends is reported in one sentence, replaced by a new one, and the connection is r
 
 Downlinks go through the connection's outbox, which lives in the engine process (app/outbox.py has
 the contract): send_downlink / cancel_downlink / retry_downlink / downlinks(), and
-`downlink_changed(dict)` for every new entry and transition, collected on the engine's reader
-thread and emitted on the same timer as the message batches (the latest state of each entry once
-per tick).
+`downlink_changed(dict)` for every new entry and transition (each carries all its transitions so
+far), collected on the engine's reader thread and emitted on the same timer as the message batches:
+downlinks change a few times each, never per uplink.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class SessionBridge(QObject):
         # connect_to), or set by the owner before the first connect.
         self.outbox_key: str | None = None
         self._downlinks_lock = threading.Lock()
-        self._downlinks_pending: dict[str, dict] = {}  # id -> latest entry, filled by the reader thread
+        self._downlinks_pending: list[dict] = []  # entries in the order they changed, from the reader thread
         # Emitted from the engine's threads; Qt queues them to the GUI thread.
         self._state_from_engine.connect(self._on_event_state)
         self._notice_from_engine.connect(self.notice)
@@ -96,8 +96,8 @@ class SessionBridge(QObject):
             self.messages_arrived.emit(self.buffer.drain())
         if self._downlinks_pending:
             with self._downlinks_lock:
-                pending, self._downlinks_pending = self._downlinks_pending, {}
-            for entry in pending.values():
+                pending, self._downlinks_pending = self._downlinks_pending, []
+            for entry in pending:
                 self.downlink_changed.emit(entry)
 
     @property
@@ -132,9 +132,7 @@ class SessionBridge(QObject):
             if owner is None:
                 return
             with owner._downlinks_lock:
-                for entry in entries:
-                    owner._downlinks_pending.pop(entry["id"], None)  # re-inserted last: order of change
-                    owner._downlinks_pending[entry["id"]] = entry
+                owner._downlinks_pending.extend(entries)
 
         def on_notice(sentence) -> None:
             owner = bridge()
