@@ -272,7 +272,7 @@ def test_convert_an_encrypted_key_to_pkcs8_needs_a_password_or_a_deliberate_tick
     manager.select(entry.id)
     dialog = manager.open_export()
     assert dialog.form.currentData() == "pkcs8"  # a key's first choice
-    assert dialog.key_box.isVisibleTo(dialog) and not dialog.no_encryption.isChecked()  # never the default
+    assert dialog.password.isVisibleTo(dialog) and not dialog.no_encryption.isChecked()  # never the default
     out = tmp_path / "thingpark.key"
     dialog.path.setText(str(out))
     assert not dialog.export()
@@ -337,7 +337,7 @@ def test_pkcs12_to_pem_parts_and_certificate_to_der(qtbot, manager, library, pki
     serialization.load_pem_private_key((folder / "key.pem").read_bytes(), b"parts-pass")
     dialog = manager.open_export()
     dialog.choose("der")
-    assert not dialog.key_box.isVisibleTo(dialog)  # DER writes the certificate: no key question
+    assert not dialog.password.isVisibleTo(dialog)  # DER writes the certificate: no key question
     der = tmp_path / "client.der"
     dialog.path.setText(str(der))
     assert dialog.export()

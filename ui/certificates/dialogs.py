@@ -271,24 +271,20 @@ class ExportDialog(QDialog):
             "cannot take an encrypted key."
         )
         self.no_encryption.toggled.connect(self._update)
-        self.key_box = QWidget()
-        key_form = QFormLayout(self.key_box)
-        key_form.setContentsMargins(0, 0, 0, 0)
-        key_form.addRow("Key password", self.password)
-        key_form.addRow("Repeat it", self.password_again)
-        key_form.addRow("", self.no_encryption)
         self.problem = tinted("", "error")
         self.problem.hide()
-        form = QFormLayout()
+        form = self.fields = QFormLayout()
         form.addRow("Form", self.form)
         form.addRow("Write to", path_row)
+        form.addRow("Key password", self.password)  # rows shown only when the form writes a key
+        form.addRow("Repeat it", self.password_again)
+        form.addRow("", self.no_encryption)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.export_button = buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
         buttons.accepted.connect(self.export)
         buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        lay.addWidget(self.key_box)
         lay.addWidget(self.problem)
         lay.addStretch(1)
         lay.addWidget(buttons)
@@ -314,7 +310,8 @@ class ExportDialog(QDialog):
 
     def _update(self, *_args) -> None:
         key = writes_key(self.form.currentData(), self.entry)
-        self.key_box.setVisible(key)
+        for row in (self.password, self.password_again, self.no_encryption):
+            self.fields.setRowVisible(row, key)
         plain = self.no_encryption.isChecked()
         self.password.setEnabled(not plain)
         self.password_again.setEnabled(not plain)
