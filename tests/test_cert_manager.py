@@ -501,6 +501,7 @@ def test_the_picker_round_trips_a_store_reference_through_a_wizard_page(qtbot, l
 
     ca = library.store.import_file(pki.ca)
     key_only = library.store.import_file(pki.client_key)
+    client_only = library.store.import_file(pki.client_cert)
     library.announce()
     w = _generic_tls_page(qtbot)
     editor = w.currentPage().editors["ca_file"]
@@ -510,7 +511,7 @@ def test_the_picker_round_trips_a_store_reference_through_a_wizard_page(qtbot, l
     assert labels[0] == "None" and labels[-1] == "A file on disk…"
     expires = ca.main.not_after.strftime("%Y-%m-%d")
     assert f"{ca.name} — ⚠ expires {expires} ({ca.main.days_left_at()} days)" in labels  # the test PKI: 30 days
-    assert not any(label.startswith(key_only.name) for label in labels)  # a key is no CA
+    assert not any(label.startswith((key_only.name, client_only.name)) for label in labels)  # a key, a client
     picker.choose_entry(ca.id)
     assert w.flow.values["ca_file"] == reference(ca.id)
     assert editor.value() == reference(ca.id)

@@ -91,15 +91,22 @@ def has_certificate(entry) -> bool:
 
 
 def fits_role(entry, role: str) -> bool:
-    """Whether a store entry can fill a TLS field: "ca" (CA certificates), "certificate"
-    (a client certificate, alone or with its key) or "key" (a private key, alone or in a pair)."""
-    kinds = {item.kind for item in entry.items}
+    """Whether a store entry can fill a TLS field: "ca" (CA certificates, or a self-signed or
+    fetched broker certificate to trust), "certificate" (a client certificate, alone or with its
+    key) or "key" (a private key, alone or in a pair)."""
+    certificates = entry.certificates
     if role == "ca":
-        return "ca-certificate" in kinds or ("certificate" in kinds and "private-key" not in kinds)
+        if entry.has_key or not certificates:
+            return False
+        return (
+            any(i.kind == "ca-certificate" for i in certificates)
+            or entry.origin == "fetched"
+            or all(i.self_signed for i in certificates)
+        )
     if role == "certificate":
-        return "certificate" in kinds or ("ca-certificate" in kinds and "private-key" in kinds)
+        return any(i.kind == "certificate" for i in certificates) or (bool(certificates) and entry.has_key)
     if role == "key":
-        return "private-key" in kinds
+        return entry.has_key
     return True
 
 
