@@ -1,6 +1,6 @@
-"""`uplink-console simulate`: a simulated fleet publishing in one platform's exact format to any
-broker, answering the downlinks that platform answers, for testing a console, a decoder or a
-pipeline without devices. Prints what it sent when it stops (one JSON line with --json).
+"""A simulated fleet publishing in one platform's exact format on its own topics to any broker,
+answering the downlinks that platform answers: for testing a console, a decoder or a pipeline
+without devices. Prints what it sent when it stops (one JSON line with --json).
 
     uplink-console simulate --platform tts --url mqtt://localhost:1883 --app my-app --tenant ttn \\
         --devices 20 --rate 10 --duration 60 --seed 7
@@ -23,16 +23,25 @@ from app.simulate.run import PLATFORMS, SimulateError
 UNPACED_FLEET_RATE = 1000.0
 
 
+def _cli():
+    """app.cli as it runs: under `python -m app.cli` that is __main__, whose UsageError is the
+    class its _run catches (a second import would make a new one)."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) == "app.cli":
+        return main
+    from app import cli
+
+    return cli
+
+
 def add_parsers(sub) -> None:
     """Registers the `simulate` subcommand on the top-level subparsers."""
-    from app.cli import add_connection_options
-
     s = sub.add_parser(
         "simulate",
         help="publish a simulated fleet in a platform's format and answer its downlinks",
         description=__doc__.split("\n\n")[0].replace("\n", " "),
     )
-    add_connection_options(s, None)
+    _cli().add_connection_options(s, None)
     g = s.add_argument_group("simulation")
     g.add_argument("--app", help="TTS application / Drogue application (default: uplink-demo)")
     g.add_argument("--tenant", help="TTS tenant (default: ttn; empty for The Things Stack Open Source)")
@@ -80,7 +89,8 @@ def settings_from_args(args) -> dict:
 
 
 def cmd_simulate(args) -> int:
-    from app.cli import UsageError, connection_from_args
+    cli = _cli()
+    UsageError = cli.UsageError  # noqa: N806 - the class, under its own name
     from app.mqtt.config import MqttVersion
     from app.simulate.fleet import FleetOptions
     from app.simulate.run import make_simulator, run
@@ -91,6 +101,11 @@ def cmd_simulate(args) -> int:
         raise UsageError("simulate publishes to a broker, not to a saved connection; give the broker with --url.")
     if not args.url:
         raise UsageError("Give the broker to publish to with --url, e.g. --url mqtt://localhost:1883.")
+    if args.topic or args.share:
+        raise UsageError(
+            "simulate publishes on the platform's own topics and listens on its downlink topics; "
+            "leave out --topic and --share (the platform options above set the topics)."
+        )
     for name, value, low in (("--devices", args.devices, 1), ("--gateways", args.gateways, 1)):
         if value < low:
             raise UsageError(f"{name} must be at least {low}.")
@@ -119,8 +134,8 @@ def cmd_simulate(args) -> int:
     # The broker connection from the shared options (TLS, --username, --password-file …); the
     # platform's own console profile plays no part: the simulator is the platform's side.
     args.platform = None
-    args.topic = args.topic or simulator.listen()
-    config, _platform, _credentials, _profile = connection_from_args(args)
+    args.topic = simulator.listen()
+    config, _platform, _credentials, _profile = cli.connection_from_args(args)
     args.platform = platform
     if simulator.needs_mqtt5 and config.mqtt_version != MqttVersion.V5:
         if args.mqtt_version not in (None, "5"):
@@ -137,7 +152,7 @@ def cmd_simulate(args) -> int:
             max_messages=args.messages,
             stop=stop,
             paced=args.rate > 0,
-            linger_s=0.0,
+            qos=args.qos or 0,
         )
     except SimulateError as exc:  # the broker could not be used: one sentence, exit status 1
         print(f"uplink-console simulate: {exc}", file=sys.stderr, flush=True)

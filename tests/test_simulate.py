@@ -383,3 +383,26 @@ def test_simulate_stops_cleanly_on_ctrl_c_and_prints_what_it_sent(broker, tmp_pa
     assert proc.returncode == 0, err
     counts = orjson.loads(out.strip())
     assert counts["platform"] == "thingpark" and counts["messages"] > 0 and "Traceback" not in err
+
+
+def test_simulate_uses_the_shared_connection_options_tls_and_password(broker, tmp_path):
+    env = {**os.environ, "UPLINK_CONSOLE_LOG_DIR": str(tmp_path)}
+    password = tmp_path / "password"
+    password.write_text(broker.PASSWORD + "\n")
+    base = [sys.executable, "-m", "app.cli", "simulate", "--platform", "drogue", "--app", "sim-tls"]
+    base += ["--rate", "0", "--messages", "300", "--json"]
+
+    def simulate(*extra):
+        return subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60, env=env)
+
+    done = simulate("--url", broker.url("tls"), "--ca", str(broker.pki.ca))
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["messages"] == 300
+    done = simulate("--url", broker.url("auth"), "--username", broker.USER, "--password-file", str(password))
+    assert done.returncode == 0, done.stderr
+    done = simulate("--url", broker.url("auth"), "--username", "somebody-else", "--password-file", str(password))
+    assert done.returncode == 1 and "refused the simulator" in done.stderr and broker.PASSWORD not in done.stderr
+    done = simulate("--url", broker.url("tls"))
+    assert done.returncode == 1 and "not trusted" in done.stderr and "--ca" in done.stderr
+    done = simulate("--url", broker.url("plain"), "--content-mode", "binary", "--mqtt-version", "3.1.1")
+    assert done.returncode == 2 and "MQTT 5" in done.stderr

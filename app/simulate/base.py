@@ -48,8 +48,10 @@ class Simulator:
     def __init__(self, fleet: Fleet, **settings) -> None:
         self.fleet = fleet
         self.settings = settings
-        # Answers draw from their own stream, so downlinks never change the fleet's frames.
+        # Ids in messages come from a stream of their own, seeded like the fleet, and answers from
+        # another: a downlink answered never changes the messages that follow it.
         self.rnd = random.Random(fleet.options.seed * 7919 + 17)
+        self.answer_rnd = random.Random(fleet.options.seed * 104729 + 29)
 
     def messages(self, frame: Frame) -> list[Message]:
         """What the platform publishes for this frame (a malformed frame: one body it cannot read)."""

@@ -17,6 +17,7 @@ channel, data {"command", "status", "payload_hex"}, about half a second later.
 from __future__ import annotations
 
 import datetime as dt
+import random
 import uuid
 from urllib.parse import quote
 
@@ -45,11 +46,13 @@ class DrogueSimulator(Simulator):
     def topic(self) -> str:
         return f"app/{self.application}"
 
-    def attributes(self, device_id: str, event_type: str, subject: str, moment: dt.datetime) -> dict:
+    def attributes(
+        self, device_id: str, event_type: str, subject: str, moment: dt.datetime, rnd: random.Random | None = None
+    ) -> dict:
         app, dev = quote(self.application, safe=""), quote(device_id, safe="")
         return {
             "specversion": "1.0",
-            "id": str(uuid.UUID(int=self.rnd.getrandbits(128), version=4)),
+            "id": str(uuid.UUID(int=(rnd or self.rnd).getrandbits(128), version=4)),
             "source": f"drogue://{app}/{dev}",
             "type": event_type,
             "subject": subject,
@@ -91,7 +94,8 @@ class DrogueSimulator(Simulator):
         if device is None:
             return []
         data = {"command": parts[3], "status": "ok", "payload_hex": bytes(payload).hex()}
-        attributes = self.attributes(device.device_id, DEVICE_EVENT, RESPONSE_CHANNEL, dt.datetime.now(dt.UTC))
+        now = dt.datetime.now(dt.UTC)
+        attributes = self.attributes(device.device_id, DEVICE_EVENT, RESPONSE_CHANNEL, now, self.answer_rnd)
         return [Answer(0.5, self.event(attributes, data, "answer"))]
 
     def profile(self, url: str) -> dict:

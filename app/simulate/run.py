@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import ssl
 import threading
 import time
 from collections import Counter
@@ -99,7 +100,7 @@ def _client(config: ConnectionConfig, mqtt5: bool) -> paho.Client:
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
         client_id=config.client_id or generate_client_id("uplink-simulate"),
-        protocol=paho.MQTTv5 if mqtt5 else paho.MQTTv311,
+        protocol=paho.MQTTv5 if mqtt5 else paho.MQTTv31 if config.mqtt_version == MqttVersion.V31 else paho.MQTTv311,
         transport=transport,
     )
     client.max_queued_messages_set(0)
@@ -158,6 +159,14 @@ def connect(config: ConnectionConfig, mqtt5: bool, timeout: float = 10.0) -> pah
         client.connect(config.host, config.effective_port, keepalive=config.keepalive or 60)
     except ConnectionRefusedError:
         raise SimulateError(f"{where} refused the connection; check the address and that the broker runs.") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise SimulateError(
+            f"The certificate of {where} is not trusted ({exc.verify_message}); give its CA with --ca, "
+            "or --insecure to skip the check."
+        ) from None
+    except ssl.SSLError as exc:
+        reason = exc.reason or exc
+        raise SimulateError(f"The TLS handshake with {where} failed ({reason}); check the port and --ca.") from None
     except OSError as exc:
         raise SimulateError(f"Cannot reach {where} ({exc.strerror or exc}); check the address.") from None
     client.loop_start()
@@ -179,10 +188,12 @@ def run(
     stop: threading.Event | None = None,
     paced: bool = True,
     linger_s: float = 0.0,
+    qos: int = 0,
 ) -> RunResult:
     """Publish until `duration` seconds, `max_messages` messages or `stop`, whichever comes first;
     with `paced` False, as fast as the broker takes them. `linger_s`: keep answering downlinks that
-    long after the last uplink. Raises SimulateError for a broker that cannot be used."""
+    long after the last uplink; `qos`: of every publish and subscription. Raises SimulateError for
+    a broker that cannot be used."""
     stop = stop or threading.Event()
     mqtt5 = config.mqtt_version == MqttVersion.V5 or simulator.needs_mqtt5
     if simulator.needs_mqtt5 and config.mqtt_version not in (MqttVersion.V5,):
@@ -215,14 +226,14 @@ def run(
 
     client.on_message = on_message
     for topic in [*simulator.listen(), flush_topic]:
-        client.subscribe(topic, 0)
+        client.subscribe(topic, qos)
 
     last = None
 
     def publish(message: Message):
         result.counts[message.kind] += 1
         result.bytes += len(message.payload)
-        return client.publish(message.topic, message.payload, 0, properties=_properties(message) if mqtt5 else None)
+        return client.publish(message.topic, message.payload, qos, properties=_properties(message) if mqtt5 else None)
 
     fleet = simulator.fleet
     started = time.monotonic()

@@ -121,7 +121,7 @@ class ThingParkSimulator(Simulator):
         device = self.fleet.device_named(request["DevEUI"])
         if device is None:
             return []
-        sent = self.rnd.random() >= self.failure_rate
+        sent = self.answer_rnd.random() >= self.failure_rate
         report = {
             "Time": _offset_time(dt.datetime.now(dt.UTC)),
             "DevEUI": device.dev_eui,

@@ -219,7 +219,7 @@ class TtsSimulator(Simulator):
             if not isinstance(item, dict):
                 continue
             pushed = [c for c in item.get("correlation_ids") or [] if isinstance(c, str)]
-            ids = [*pushed, f"as:downlink:{_ulid(self.rnd)}"]
+            ids = [*pushed, f"as:downlink:{_ulid(self.answer_rnd)}"]
             downlink = {
                 "session_key_id": self._session_key(device),
                 "f_port": item.get("f_port"),
