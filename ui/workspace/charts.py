@@ -59,6 +59,37 @@ LEGEND_COLUMNS = 4
 AXIS_WIDTH = 64  # left axes of equal width, so the three plots line up
 
 
+class ClockAxis(pg.DateAxisItem):
+    """The time axis as users read a clock, in this computer's time zone: hours, minutes and
+    seconds at every zoom where seconds matter, with milliseconds below a second
+    ("12:03:16.250" where pyqtgraph's own axis shows "16.250"), days and hours when zoomed out."""
+
+    def __init__(self, **kwargs) -> None:
+        from pyqtgraph.graphicsItems import DateAxisItem as dates
+
+        super().__init__(orientation="bottom", **kwargs)
+        milliseconds = dates.ZoomLevel(
+            [
+                dates.TickSpec(dates.MINUTE_SPACING, dates.makeSStepper(dates.MINUTE_SPACING), "%H:%M:%S"),
+                dates.TickSpec(
+                    dates.MS_SPACING, dates.makeMSStepper(dates.MS_SPACING), "%H:%M:%S.%f", autoSkip=[1, 5, 10, 25]
+                ),
+            ],
+            "99:99:99.999",
+        )
+        self.zoomLevels = type(self.zoomLevels)(
+            (spacing, milliseconds if level is dates.MS_ZOOM_LEVEL else level)
+            for spacing, level in self.zoomLevels.items()
+        )
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
+        # Milliseconds are cut, not rounded, from the float time: 16.6 s is 16.5999… and would
+        # read "16.599" without the half millisecond added first.
+        if spacing < 1:
+            values = [v + 0.0005 for v in values]
+        return super().tickStrings(values, scale, spacing)
+
+
 # ----- data from the event store --------------------------------------------------------------
 
 
@@ -225,7 +256,7 @@ class RadioCharts(QWidget):
         self.graphics = pg.GraphicsLayoutWidget()
         self.plots: dict[str, pg.PlotItem] = {}
         for row, metric in enumerate(METRICS):
-            plot = self.graphics.addPlot(row=row, col=0, axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+            plot = self.graphics.addPlot(row=row, col=0, axisItems={"bottom": ClockAxis()})
             plot.setLabel("left", _TITLES[metric])
             plot.getAxis("left").setWidth(AXIS_WIDTH)
             plot.showGrid(x=True, y=True, alpha=0.18)
