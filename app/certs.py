@@ -20,6 +20,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import warnings
 from dataclasses import asdict, dataclass, field
 
 from cryptography import x509
@@ -27,10 +28,25 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 EXPIRY_WARNING_DAYS = 30
+
+# What cryptography warns about in a user's file (a negative serial number, BER instead of DER)
+# is not the user's to fix and would only clutter a command's output: it is read all the same.
+warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning, module=r"app\.certs")
+warnings.filterwarnings("ignore", category=UserWarning, module=r"app\.certs")
 KEY_TYPES = ("rsa2048", "ec-p256")
+# What cryptography raises for a malformed file, besides ValueError.
+_UNREADABLE = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 
 
 class CertError(ValueError):
@@ -223,7 +239,7 @@ def _ext(cert_or_csr, cls):
         return cert_or_csr.extensions.get_extension_for_class(cls).value
     except x509.ExtensionNotFound:
         return None
-    except ValueError:  # a malformed extension: show the rest
+    except _UNREADABLE:  # a malformed extension: show the rest
         return None
 
 
@@ -390,9 +406,17 @@ def read(data: bytes, *, password: str | None = None, name: str = "the file") ->
     encrypted key or PKCS#12 without / with a wrong password."""
     if not data or not data.strip():
         raise CertError(f"{_cap(name)} is empty; choose the certificate or key file itself.")
-    if b"-----BEGIN" in data:
-        return _read_pem(data, password, name)
-    return _read_der(data, password, name)
+    contents = _read_pem(data, password, name) if b"-----BEGIN" in data else _read_der(data, password, name)
+    try:  # cryptography parses some fields only when asked: ask now, so a bad field is a sentence here
+        contents.items()
+    except _UNREADABLE as exc:
+        raise CertError(f"{_cap(name)} holds a certificate with a malformed field ({_clip(str(exc))}).") from None
+    return contents
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split()).rstrip(".")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _read_pem(data: bytes, password: str | None, name: str) -> Contents:
@@ -419,14 +443,14 @@ def _read_pem(data: bytes, password: str | None, name: str) -> Contents:
                 contents.certificates.append(
                     x509.load_pem_x509_certificate(pem.replace(b"X509 CERTIFICATE", b"CERTIFICATE"))
                 )
-            except ValueError:
+            except _UNREADABLE:
                 raise CertError(f"A certificate in {name} is damaged; copy or download the file again.") from None
         elif label in _CSR_LABELS:
             try:
                 contents.csrs.append(
                     x509.load_pem_x509_csr(pem.replace(b"NEW CERTIFICATE REQUEST", b"CERTIFICATE REQUEST"))
                 )
-            except ValueError:
+            except _UNREADABLE:
                 raise CertError(f"A certificate request in {name} is damaged; copy the file again.") from None
         elif label in _PKCS7_LABELS:
             contents.container = "PKCS#7"
@@ -464,7 +488,7 @@ def _pkcs7_pem(pem: bytes, name: str) -> list[x509.Certificate]:
             return pkcs7.load_pem_pkcs7_certificates(pem)
         der = _pem_body(pem)
         return pkcs7.load_der_pkcs7_certificates(der)
-    except (ValueError, UnsupportedAlgorithm):
+    except _UNREADABLE:
         raise CertError(f"The PKCS#7 bundle in {name} is damaged or holds no certificates.") from None
 
 
@@ -551,17 +575,17 @@ def _read_der(data: bytes, password: str | None, name: str) -> Contents:
         raise CertError(f"{_cap(name)} is cut short; copy or download the whole file again.")
     try:
         return Contents(certificates=[x509.load_der_x509_certificate(data)], container="DER")
-    except ValueError:
+    except _UNREADABLE:
         pass
     try:
         return Contents(csrs=[x509.load_der_x509_csr(data)], container="DER")
-    except ValueError:
+    except _UNREADABLE:
         pass
     if _looks_like_pkcs12(data):
         return _read_pkcs12(data, password, name)
     try:
         certs = pkcs7.load_der_pkcs7_certificates(data)
-    except (ValueError, UnsupportedAlgorithm):
+    except _UNREADABLE:
         certs = None
     if certs:
         return Contents(certificates=list(certs), container="PKCS#7")

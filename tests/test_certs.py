@@ -497,3 +497,39 @@ def test_host_port_parsing():
     for bad in ("broker:http", "broker:0", ":8883", "broker:70000"):
         with pytest.raises(CertError):
             certs.parse_host_port(bad)
+
+
+def test_damaged_files_of_every_form_are_sentences_never_other_errors(material, pki):
+    """Every form cut at many points and with single bits flipped: read() either reads what is
+    left or raises CertError with one sentence."""
+    import random
+
+    key_pem = certs.private_key_pem(material.leaf_key, "pw")
+    forms = [
+        _pem(material.leaf) + _pem(material.intermediate),
+        certs.certificate_der(material.leaf),
+        key_pem,
+        material.ca_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        ),
+        pkcs7.serialize_certificates([material.leaf, material.ca], serialization.Encoding.DER),
+        pkcs7.serialize_certificates([material.leaf], serialization.Encoding.PEM),
+        certs.certificate_request(material.leaf_key, "device-1"),
+        pki.client_p12.read_bytes(),
+    ]
+    rng = random.Random(20261201)
+    tried = 0
+    for data in forms:
+        variants = [data[:cut] for cut in sorted(rng.sample(range(len(data)), 25))]
+        for _ in range(25):
+            flipped = bytearray(data)
+            flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+            variants.append(bytes(flipped))
+        for variant in variants:
+            tried += 1
+            try:
+                certs.read(variant, password="pw" if b"ENCRYPTED" in variant else None)
+            except CertError as exc:
+                text = str(exc)
+                assert text and text[0].isupper() and text.endswith(".") and "\n" not in text, text
+    assert tried == len(forms) * 50
