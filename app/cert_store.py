@@ -315,6 +315,11 @@ class CertificateStore:
 
     # ----- reading ----------------------------------------------------------------------
 
+    def reload(self) -> None:
+        """Reads the index again (another window or process may have changed it)."""
+        self.notice = None
+        self._load()
+
     def entries(self) -> list[StoredEntry]:
         return sorted(self._entries.values(), key=lambda e: (e.name.lower(), e.imported_at))
 

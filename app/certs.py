@@ -132,6 +132,8 @@ class Item:
                 values[key] = dt.datetime.fromisoformat(values[key])
         for key in ("sans", "key_usage", "extended_key_usage"):
             values[key] = tuple(values.get(key) or ())
+        if values.get("not_after"):
+            values["days_left"] = (values["not_after"] - _now()).days  # as of now, not of when it was saved
         return cls(**values)
 
 

@@ -160,7 +160,14 @@ class _Store:
                 "manager; choose another in the connection's settings."
             ) from None
         try:
-            return entry, store.contents(entry_id, password=password or None)
+            try:
+                return entry, store.contents(entry_id, password=password or None)
+            except certs_engine.WrongPassword:
+                kept = store.password(entry_id) if password and entry.has_password else None
+                if not kept or kept == password:
+                    raise
+                # A key password left in the settings from before: the one kept with the entry opens it.
+                return entry, store.contents(entry_id, password=kept)
         except certs_engine.PasswordNeeded:
             raise TlsConfigError(
                 f"The {_ROLES[field]} '{entry.name}' needs its password, and none is kept for it; enter the key "

@@ -285,3 +285,29 @@ def test_allowing_expired_certificates_knowingly_accepts_the_expired_broker(brok
     _handshake(broker.ports.expired, TlsSettings(ca_file=str(pki.ca), allow_expired=True))
     with pytest.raises(ssl.SSLCertVerificationError):  # still verified: the wrong CA is still wrong
         _handshake(broker.ports.expired, TlsSettings(ca_file=str(pki.other_ca), allow_expired=True))
+
+
+def test_a_stale_key_password_in_the_settings_gives_way_to_the_keyrings(default_store, p12_bytes, pki):
+    client = default_store.import_bytes(p12_bytes, "client.p12", password=P12_PASSWORD)
+    settings = TlsSettings(ca_file=str(pki.ca), cert_file=reference(client.id), key_password="an old password")
+    assert isinstance(tls.build_ssl_context(settings), ssl.SSLContext)
+    # Without a password kept for it, a wrong one in the settings is said to be wrong.
+    default_store.secrets.delete(cert_store.secret_id(client.id), cert_store.PASSWORD_FIELD)
+    with pytest.raises(tls.TlsConfigError, match="wrong"):
+        tls.build_ssl_context(settings)
+    with pytest.raises(tls.TlsConfigError, match="needs its password"):
+        tls.build_ssl_context(TlsSettings(cert_file=reference(client.id)))
+
+
+def test_reload_sees_what_another_store_added(store, secrets, pki):
+    other = CertificateStore(store.directory, secrets=secrets)
+    added = other.import_file(pki.ca)
+    with pytest.raises(KeyError):
+        store.get(added.id)
+    store.reload()
+    assert store.get(added.id).name == added.name
+
+
+def test_the_chain_of_the_client_certificate_listener_is_fetched_too(broker, pki):
+    chain = certs.fetch_chain("localhost", broker.ports.mtls)
+    assert chain[0] == x509.load_pem_x509_certificate(pki.server_cert.read_bytes())
