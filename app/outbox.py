@@ -36,8 +36,9 @@ SessionBridge (ui/bridge.py), all awaitable on the window's loop, all work in th
     cancel_downlink(id) -> entry      only while it waits; OutboxError (a sentence) otherwise
     retry_downlink(id) -> entry       failed / no-news / not-acknowledged / cancelled: a new attempt
     downlinks() -> [entry, ...]       every entry kept for the connection, oldest first
-    signal downlink_changed(dict)     every new entry and every transition (from this window, the
-                                      `send` command, or delivery events), batched per GUI tick
+    signal downlink_changed(dict)     every new entry and every transition, once each and in order
+                                      (from this window, the `send` command, or delivery events),
+                                      emitted on the bridge's batch timer
 meta keys (all optional but platform): platform, device_id, dev_eui, f_port, payload_hex,
     confirmed, correlation_ids (the user's own), no_news_after (seconds), id (from
     new_downlink_id() when the request was tagged with tag_request() before encoding, so the
@@ -60,7 +61,12 @@ A claim whose owner process is dead (pid and start time no longer match, or the 
 than CLAIM_LEASE) goes back to waiting and is published again. What that means for a kill
 between the socket write and the commit of "handed-over": that one downlink is published twice
 (at least once, never lost). The window is one PUBACK round trip plus one fsync, and only the entry
-in flight at the moment of the kill can be affected.
+in flight at the moment of the kill can be affected. The same holds when the connection itself
+is lost while a QoS 1 PUBACK is outstanding (a broker restart): the broker may have the message,
+MQTT cannot say, and it is sent again on the next connection — at most that one entry, right
+after its first copy, never out of order (tests/test_outbox.py measures both).
+A publish is given up the moment its connection is lost, so a dead connection never holds up the
+entries behind it for the publish timeout.
 """
 
 from __future__ import annotations
@@ -520,6 +526,10 @@ class Outbox:
         try:
             self._write("written", work)
         except OutboxError:
+            if self.entry(downlink_id) is not None:
+                raise OutboxError(
+                    f"This downlink (id {downlink_id}) is in the outbox already; compose it again to send another."
+                ) from None
             raise
         return self.entry(downlink_id)
 

@@ -347,3 +347,56 @@ def test_the_window_bridge_sends_through_the_outbox_and_signals_every_change(qtb
     finally:
         bridge.shutdown()
         network.close()
+
+
+def test_one_downlink_id_goes_in_once(tmp_path):
+    box = Outbox("twice", path=tmp_path / "o.sqlite")
+    box.add(message(1), {"platform": "generic", "id": "00000000000000ab"})
+    with pytest.raises(OutboxError, match="in the outbox already"):
+        box.add(message(1), {"platform": "generic", "id": "00000000000000ab"})
+    assert len(box.entries()) == 1
+
+
+async def test_the_windows_engine_and_a_flush_command_at_once_publish_each_entry_once(broker):
+    """The window's engine (connected to a saved connection) and `outbox flush` on the same outbox."""
+    from app import platforms
+    from app.mqtt.process import EngineProcess, ProcessSession
+    from app.secrets import SecretStore, resolve
+
+    topic = f"dl/both/{new_downlink_id()}"
+    sub = Subscriber(broker.ports.plain, topic)
+    name, key = saved_generic(broker.ports.plain, topic)
+    stored = ProfileStore().get(name)
+    values = resolve(stored, SecretStore())
+    generic = platforms.get("generic")
+    engine = EngineProcess()
+    session = ProcessSession(
+        engine,
+        generic.connection(values),
+        on_batch=lambda b: None,
+        on_state=lambda c: None,
+        platform="generic",
+        profile=values,
+        history_name=key,
+    )
+    try:
+        expected = await asyncio.to_thread(fill, key, 300, topic)
+        flush = await asyncio.create_subprocess_exec(
+            *EXE, "outbox", "flush", name, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        await until(lambda: len(sub.got) >= 10, 30)  # the command is sending: now the window connects
+        await session.start()
+        await session.wait_connected(10)
+        out, err = await asyncio.wait_for(flush.communicate(), 120)
+        assert flush.returncode == 0, err
+        await until(lambda: len(sub.got) >= 300, 60)
+        await asyncio.sleep(0.5)
+        assert sub.got == expected
+        by_flush = int(out.decode().split()[1])
+        print("sent by the command:", by_flush, "by the engine:", 300 - by_flush)
+        assert 10 <= by_flush <= 300
+        assert [e["state"] for e in await engine.downlinks(key)] == ["handed-over"] * 300
+        await session.stop()
+    finally:
+        engine.close()
+        sub.close()
