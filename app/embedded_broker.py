@@ -1,18 +1,24 @@
 """The demo's own MQTT broker, on a free loopback port: mosquitto when it is installed, otherwise
 amqtt, which installs from the package index with the console.
 
-Why these two (benchmarks/embedded_broker.py, measured on this 2-core machine, paho publisher and
-subscriber, 850-byte bodies, QoS 0, in one run):
+Why these two (benchmarks/embedded_broker.py on this 2-core machine: paho publisher and
+subscriber, 850-byte bodies, QoS 0, all candidates in one run; first an idle machine, then one
+with a load average of 4):
 
-    broker      start-up   msg/s 3.1.1   x mosquitto   MQTT 5
-    mosquitto      52 ms        14,464          1.00   yes (12,046 msg/s)
-    amqtt 0.12    165 ms         9,070          0.63   no: refuses protocol level 5
-    iotcore 0.4   103 ms             1          0.00   no CONNACK on its v5 listener
+    broker      start-up   msg/s 3.1.1   x mosquitto   arrived   MQTT 5
+    mosquitto      52 ms        14,464          1.00             yes (12,046 msg/s)
+    amqtt 0.12    165 ms         9,070          0.63             no: refuses protocol level 5
+    iotcore 0.4   103 ms             1          0.00             no CONNACK on its v5 listener
+    (loaded)
+    mosquitto      62 ms         8,824          1.00    100.0%   yes (5,983 msg/s)
+    amqtt 0.12    688 ms         3,378          0.38    100.0%   no
+    iotcore 0.4   604 ms             0          0.00      0.0%   no
 
 - mosquitto is the reference and speaks MQTT 5; app/devbroker.py already runs it on loopback.
-- amqtt is pure Python (nothing to build, so it also goes into the packaged program), starts in a
-  sixth of a second and carries ~9k messages/s, a hundred times what the demo publishes (five
-  simulators at a few messages a second each). It speaks MQTT 3.1.1 only.
+- amqtt is pure Python (nothing to build, so it also goes into the packaged program), starts in
+  well under a second and carries 3-9k messages/s, hundreds of times what the demo publishes
+  (five simulators at a few messages a second each). It speaks MQTT 3.1.1 only, and it drops what
+  it has not routed yet when a publisher disconnects (app.simulate.run waits for that).
 - iotcore (rumqttd compiled into a wheel) was measured too: it barely delivered anything to a
   paho subscriber here and never answered an MQTT 5 CONNECT, and its own runner re-executes
   sys.executable, which in a packaged program is the console itself.

@@ -99,8 +99,9 @@ def start_process(argv: list[str], ports: list[int], timeout: float = 20.0) -> t
     raise RuntimeError(f"{argv} did not open {ports} in {timeout} s")
 
 
-def throughput(port: int, messages: int, version: int, timeout: float = 60.0) -> float:
-    """Messages/s a paho subscriber receives while a paho publisher sends `messages` bodies."""
+def throughput(port: int, messages: int, version: int, timeout: float = 60.0) -> tuple[float, float]:
+    """(messages/s a paho subscriber receives while a paho publisher sends `messages` bodies, the
+    share of them it received); the publisher stays connected until they arrived or `timeout`."""
     protocol = paho.MQTTv5 if version == 5 else paho.MQTTv311
     received = [0]
     done = threading.Event()
@@ -132,7 +133,7 @@ def throughput(port: int, messages: int, version: int, timeout: float = 60.0) ->
     sub.loop_stop()
     pub.disconnect()
     sub.disconnect()
-    return received[0] / elapsed
+    return received[0] / elapsed, received[0] / messages
 
 
 def mqtt5_works(port: int) -> str:
@@ -220,10 +221,11 @@ def main() -> None:
         for result in results.values():
             if "error" in result:
                 continue
-            result["msg_per_s_v311"] = throughput(result["port"], args.messages, 4)
+            result["msg_per_s_v311"], result["delivered"] = throughput(result["port"], args.messages, 4)
             v5_port = result.get("port_v5", result["port"])
             result["mqtt5"] = mqtt5_works(v5_port)
-            result["msg_per_s_v5"] = throughput(v5_port, args.messages, 5) if result["mqtt5"] == "yes" else None
+            v5 = throughput(v5_port, args.messages, 5) if result["mqtt5"] == "yes" else (None, None)
+            result["msg_per_s_v5"] = v5[0]
         for proc in procs:
             if isinstance(proc, Mosquitto):
                 proc.stop()
@@ -233,7 +235,10 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ref = results["mosquitto"]
-    print(f"{'broker':10} {'start-up':>10} {'msg/s 3.1.1':>12} {'x mosq':>7} {'msg/s 5':>10} {'x mosq':>7}  MQTT 5")
+    print(
+        f"{'broker':10} {'start-up':>10} {'msg/s 3.1.1':>12} {'x mosq':>7} {'arrived':>8} "
+        f"{'msg/s 5':>10} {'x mosq':>7}  MQTT 5"
+    )
     for name, r in results.items():
         if "error" in r:
             print(f"{name:10} failed: {r['error']}")
@@ -243,7 +248,8 @@ def main() -> None:
         v5_rate = f"{r['msg_per_s_v5']:.0f}" if r["msg_per_s_v5"] else "-"
         print(
             f"{name:10} {r['startup_s'] * 1000:8.0f}ms {r['msg_per_s_v311']:12.0f} "
-            f"{r['msg_per_s_v311'] / ref['msg_per_s_v311']:7.2f} {v5_rate:>10} {v5_ratio:>7}  {r['mqtt5']}"
+            f"{r['msg_per_s_v311'] / ref['msg_per_s_v311']:7.2f} {r['delivered']:8.1%} "
+            f"{v5_rate:>10} {v5_ratio:>7}  {r['mqtt5']}"
         )
     shown = {k: {kk: vv for kk, vv in v.items() if kk not in ("port", "port_v5")} for k, v in results.items()}
     print(json.dumps(shown))
