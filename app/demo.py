@@ -31,6 +31,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.devbroker import BrokerUnavailable
 from app.embedded_broker import EmbeddedBroker
 from app.simulate.fleet import FleetOptions
 
@@ -44,6 +45,10 @@ LABELS = {
     "thingpark": "ThingPark",
     "drogue": "Drogue Cloud",
 }
+
+
+class DemoUnavailable(RuntimeError):
+    """The demo cannot start; the text is one sentence saying why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -174,11 +179,21 @@ def start_demo(
 
     `directory`: the demo's own folder (default demo_dir()); `broker_kind`: mosquitto or amqtt
     (default: mosquitto when installed, app.embedded_broker.chosen_kind). Raises
-    app.devbroker.BrokerUnavailable, in a sentence, when no broker can be started."""
+    DemoUnavailable, in a sentence, when its folder cannot be written or no broker starts."""
     directory = Path(directory) if directory is not None else demo_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "broker").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise DemoUnavailable(
+            f"The demo cannot create its folder {directory} ({exc.strerror or exc}); "
+            "set UPLINK_CONSOLE_DATA_DIR to a folder you can write."
+        ) from None
     settings = settings or DemoSettings()
-    broker = EmbeddedBroker(directory / "broker", broker_kind).start()
+    try:
+        broker = EmbeddedBroker(directory / "broker", broker_kind).start()
+    except BrokerUnavailable as exc:
+        raise DemoUnavailable(str(exc)) from None
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe in a process running Qt threads
     stop_event = ctx.Event()
     process = ctx.Process(

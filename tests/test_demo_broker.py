@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from app import embedded_broker, platforms
-from app.demo import PLATFORMS, DemoSettings, start_demo
+from app.demo import PLATFORMS, DemoSettings, DemoUnavailable, start_demo
 from app.embedded_broker import AMQTT, MOSQUITTO, EmbeddedBroker, chosen_kind
 from app.mqtt.config import MqttVersion, Subscription
 from app.mqtt.session import MqttSession
@@ -246,3 +246,18 @@ def test_drogue_binary_mode_arrives_with_its_attributes_as_mqtt5_user_properties
     assert len(uplinks) >= 150
     assert all(e.device_id and e.f_port and isinstance(e.decoded, dict) for e in uplinks)
     assert all(e.error for e in events if e.kind == "error")
+
+
+def test_a_demo_folder_that_cannot_be_made_is_one_sentence(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the demo folder would go")
+    with pytest.raises(DemoUnavailable, match="cannot create its folder .*UPLINK_CONSOLE_DATA_DIR"):
+        start_demo(blocker / "demo")
+
+
+def test_the_demo_lives_under_the_data_dir_apart_from_the_users_files(tmp_path, monkeypatch):
+    from app.demo import demo_dir
+    from app.history import data_dir
+
+    monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path / "data"))
+    assert demo_dir() == data_dir() / "demo"

@@ -82,5 +82,4 @@ class AkenzaSimulator(Simulator):
             "uplink_secret": self.secret,
             "downlink_topic": "/+/{secret}/id/+/#",
             "mqtt_version": "3.1.1",
-            "verify_certificate": False,
         }

@@ -106,5 +106,4 @@ class DrogueSimulator(Simulator):
             "auth_mode": "anonymous",
             "content_mode": self.content_mode,
             "mqtt_version": "5" if binary else "3.1.1",
-            "verify_certificate": False,
         }
