@@ -480,6 +480,9 @@ class Outbox:
             payload_hex = payload.hex()
         dev_eui = meta.get("dev_eui")
         created = now_iso()
+        no_news_after = _no_news_after(platform, meta)
+        if platform == "tts" and message.payload.startswith(b'{"downlinks":[]'):
+            no_news_after = None  # clearing the queue: the network reports nothing about it
 
         def work(db) -> None:
             waiting = db.execute("SELECT count(*) FROM downlinks WHERE state = ?", (OUTBOX,)).fetchone()[0]
@@ -517,7 +520,7 @@ class Outbox:
                     1,
                     None,
                     None,
-                    _no_news_after(platform, meta),
+                    no_news_after,
                     time.time(),
                 ),
             )

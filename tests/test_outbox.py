@@ -264,13 +264,13 @@ async def test_the_engine_delivers_every_downlink_once_in_order_across_a_broker_
                 await asyncio.get_running_loop().run_in_executor(None, own_broker.restart, 0.5)
         try:
             await until(lambda: len(sub.got) >= 150, 30)
-        finally:
-            entries = await engine.downlinks(key)
+        except AssertionError:
             from collections import Counter
 
             counts = Counter(sub.got)
-            print("GOT", len(sub.got), [(e["state"], e["reason"]) for e in entries if e["state"] != "handed-over"])
-            print("MISSING", [p for p in expected if p not in counts], "TWICE", [p for p, n in counts.items() if n > 1])
+            waiting = [(e["state"], e["reason"]) for e in await engine.downlinks(key) if e["state"] != "handed-over"]
+            missing = [p for p in expected if p not in counts]
+            raise AssertionError(f"{len(sub.got)} arrived; missing {missing}; not handed over: {waiting}") from None
         await asyncio.sleep(0.5)
         # Every downlink, in order; only the one in flight when the broker went away may come twice
         # (the broker had it, its PUBACK was lost with the connection: QoS 1 cannot tell), side by side.
