@@ -24,6 +24,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+demo: $(STAMP)
+	@./scripts/system-deps
+	$(VENV)/bin/uplink-console --demo $(ARGS)
+
 bench: $(STAMP)
 	@./scripts/system-deps test
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/uplink-console bench ingest $(ARGS)

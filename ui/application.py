@@ -1,4 +1,12 @@
-"""Starting the window: QApplication, qasync's selector loop, options, the smoke test."""
+"""Starting the window: QApplication, qasync's selector loop, options, the smoke test.
+
+Without a connection to open (no --url, --platform or --profile), the window opens the saved
+connections marked "open on start"; when nothing is saved yet (a first start) it starts the demo
+(ui/demo/), which `--demo` starts in any case. `--smoke-test` counts the rows that reached the
+tables, in total and per platform ("platforms"); with `--demo` it fails (exit status 1, one
+sentence on stderr) unless rows of every platform arrived, so an installer's smoke test shows
+the whole path from broker to table working.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +37,12 @@ def build_parser(platform=None) -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="open the window offscreen, run SECONDS, print one JSON line of measurements, exit",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="start the demo: a broker and simulated devices of all five platforms on this computer, "
+        "one connection each (also what a first start shows when no connection is saved yet)",
     )
     p.add_argument(
         "--max-rows",
@@ -92,6 +106,7 @@ def run(argv: list[str]) -> int:
     from app.profiles import ProfileStoreError
     from app.secrets import SecretError
 
+    started = time.monotonic()
     args = build_parser(platform_named_in(argv)).parse_args(argv)
     setup_logging(verbose=bool(os.environ.get("UPLINK_CONSOLE_DEBUG")))
     config = platform = profile = saved = None
@@ -167,29 +182,39 @@ def run(argv: list[str]) -> int:
             window.connect_platform(platform.name, profile, config)
     elif config is not None:
         window.connect_with(config)
-    else:
-        window.open_on_start()  # the saved connections marked "open on start"
+    elif not args.demo:
+        # The saved connections marked "open on start"; none saved yet: the demo.
+        window.open_on_start(demo_if_none_saved=True)
+    if args.demo:
+        window.demo.start()
     window.show()
 
     done = asyncio.Event()
     app.aboutToQuit.connect(done.set)
+    status = 0
     if args.smoke_test is not None:
         heartbeat = Heartbeat()
 
         def report() -> None:
+            nonlocal status
             rows, first, last = window.rows_in_tables()
-            print(
-                json.dumps(
-                    {
-                        "rows": rows,
-                        "first_row_at": first,
-                        "last_row_at": last,
-                        "stall_p99_ms": heartbeat.p99(),
-                        "rss_mb": round(rss_mb(), 1),
-                    }
-                ),
-                flush=True,
-            )
+            result = {
+                "rows": rows,
+                "first_row_at": first,
+                "last_row_at": last,
+                "stall_p99_ms": heartbeat.p99(),
+                "rss_mb": round(rss_mb(), 1),
+                "platforms": rows_per_platform(window),
+            }
+            demo = window.demo
+            if demo.state != "idle" or args.demo:
+                result["demo"] = demo_summary(demo, started, first)
+            print(json.dumps(result), flush=True)
+            if args.demo:
+                problem = demo_problem(demo, result["platforms"], args.smoke_test)
+                if problem:
+                    print(f"uplink-console: {problem}", file=sys.stderr, flush=True)
+                    status = 1
             window.close()
             app.quit()
 
@@ -197,4 +222,48 @@ def run(argv: list[str]) -> int:
     logging.getLogger(__name__).debug("window up")
     with loop:
         loop.run_until_complete(done.wait())
-    return 0
+    return status
+
+
+SMOKE_PLATFORMS = ("tts", "tektelic", "akenza", "thingpark", "drogue")
+
+
+def rows_per_platform(window) -> dict[str, int]:
+    """Rows that reached each platform's tables (every open platform connection, demo or not)."""
+    counts = dict.fromkeys(SMOKE_PLATFORMS, 0)
+    for page in window.pages.values():
+        if page.platform_name:
+            counts[page.platform_name] = counts.get(page.platform_name, 0) + page.rows_in_tables()[0]
+    return counts
+
+
+def demo_summary(demo, started: float, first_row_at: float | None) -> dict:
+    """The demo's state and broker, when it was ready and when its first row arrived (seconds
+    since the console started)."""
+    running = demo.demo
+
+    def since(t):
+        return round(t - started, 2) if t is not None else None
+
+    return {
+        "state": demo.state,
+        "broker": running.broker.kind if running is not None else None,
+        "mqtt5": running.broker.mqtt5 if running is not None else None,
+        "ready_s": since(demo.ready_at),
+        "first_row_s": since(first_row_at),
+    }
+
+
+def demo_problem(demo, platforms: dict[str, int], seconds: float) -> str | None:
+    """Why a `--demo --smoke-test` failed, in a sentence; None when rows of every platform arrived."""
+    if demo.state == "failed":
+        return f"The demo could not start: {demo.error}"
+    if demo.state != "running":
+        return f"The demo was still starting after {seconds:g} s; give the smoke test more seconds."
+    missing = [name for name in SMOKE_PLATFORMS if not platforms.get(name)]
+    if missing:
+        return (
+            f"No demo rows reached the table of {', '.join(missing)} within {seconds:g} s; the log file "
+            "says why (run with UPLINK_CONSOLE_DEBUG=1 for more)."
+        )
+    return None

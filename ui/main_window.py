@@ -31,6 +31,7 @@ from ui.common.notices import NoticeBar
 from ui.connection.page import ConnectionPage, verification_notice
 from ui.connection.sidebar import ConnectionSidebar, Entry
 from ui.connection.welcome import WelcomePage
+from ui.demo import is_demo_key
 
 log = logging.getLogger(__name__)
 RAW_KEY = "raw"  # the quick-connect raw MQTT page
@@ -79,6 +80,11 @@ class MainWindow(QMainWindow):
         split.setStretchFactor(1, 1)
         split.setSizes([260, 1180])
         self.setCentralWidget(split)
+        # The demo (ui/demo/): its banner above the pages, its entries on the welcome page and in Help.
+        from ui.demo import DemoController
+
+        self.demo = DemoController(self)
+        center_lay.insertWidget(1, self.demo.banner)
 
         # status bar: the shown connection's state, its last error, its rate
         self.state_label = QLabel()
@@ -138,6 +144,11 @@ class MainWindow(QMainWindow):
         file_menu.addAction(quit_action)
         self._build_tools_menu()
         help_menu = self.menuBar().addMenu("&Help")
+        demo_action = QAction("Open the demo", self)
+        demo_action.setToolTip("Simulated devices of every platform on a broker on this computer")
+        demo_action.triggered.connect(self.demo.start)
+        help_menu.addAction(demo_action)
+        help_menu.addSeparator()
         about = QAction("About Uplink Console", self)
         about.triggered.connect(self._about)
         help_menu.addAction(about)
@@ -283,7 +294,7 @@ class MainWindow(QMainWindow):
         for key, page in self.pages.items():
             if key not in saved_ids:
                 broker = page.config.describe() if page.config is not None else "not connected"
-                entries.append(Entry(key, page.title, page.platform_name, broker, saved=False))
+                entries.append(Entry(key, page.title, page.platform_name, broker, saved=False, demo=is_demo_key(key)))
         self.sidebar.set_entries(entries)
         for key, page in self.pages.items():
             text, color = _state_text(page.last_change)
@@ -336,7 +347,7 @@ class MainWindow(QMainWindow):
     def open_connection(self, key: str) -> ConnectionPage | None:
         """Connects a saved connection (or reconnects an open one) and shows it."""
         page = self.pages.get(key)
-        if page is not None and (page.raw or key.startswith("adhoc:")):
+        if page is not None and (page.raw or key.startswith("adhoc:") or is_demo_key(key)):
             page.reconnect()
             self.show_page(page)
             return page
@@ -368,10 +379,19 @@ class MainWindow(QMainWindow):
         self.show_page(page)
         return page
 
-    def open_on_start(self) -> list[ConnectionPage]:
-        """Connects every saved connection marked "open on start"; shows the first."""
-        opened = []
+    def has_saved_connections(self) -> bool:
+        """Whether the user has saved a connection (a window that never saved one has no profiles file)."""
         if self._profiles is None and not _profiles_exist():
+            return False
+        return bool(self.profile_store.profiles())
+
+    def open_on_start(self, demo_if_none_saved: bool = False) -> list[ConnectionPage]:
+        """Connects every saved connection marked "open on start"; shows the first. With nothing
+        saved yet and `demo_if_none_saved`, starts the demo instead (a first start of the console)."""
+        opened = []
+        if not self.has_saved_connections():
+            if demo_if_none_saved:
+                self.demo.start()
             return opened
         for p in self.profile_store.profiles():
             if p.open_on_start:
@@ -497,8 +517,8 @@ class MainWindow(QMainWindow):
         from app.profiles import new_profile
 
         page = self.pages.get(key)
-        if page is None or page.platform_name is None or page.profile is None:
-            return
+        if page is None or page.platform_name is None or page.profile is None or is_demo_key(key):
+            return  # the demo's connections are never saved
         platform = platforms.get(page.platform_name)
         name, ok = QInputDialog.getText(
             self, "Save connection", "Name:", text=self.profile_store.unique_name(page.title)
@@ -607,6 +627,7 @@ class MainWindow(QMainWindow):
         cancel_operations(5.0)
         for page in self.pages.values():
             page.shutdown()
+        self.demo.shutdown()  # its simulators and broker, after the connections to them
         super().closeEvent(event)
 
 

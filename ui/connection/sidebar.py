@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from ui.common.labels import PLATFORM_COLORS, PLATFORM_LABELS
 
 KEY_ROLE = Qt.ItemDataRole.UserRole
+DEMO_COLOR = "#8250df"  # the demo's mark, as its banner (ui/demo/banner.py)
 ENTRY_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -51,6 +52,7 @@ class Entry:
     state: str = ""  # "Connected", "Reconnecting…" … ("" when closed)
     state_color: str = "#6b6b6b"
     certificate: object | None = None  # a ui.certificates.expiry.CertificateMark, or None
+    demo: bool = False  # one of the demo's connections (ui/demo/): marked DEMO, never saved
 
 
 class _EntryDelegate(QStyledItemDelegate):
@@ -98,7 +100,7 @@ class _EntryDelegate(QStyledItemDelegate):
         bold.setBold(True)
         painter.setFont(bold)
         painter.setPen(text_color)
-        name = entry.name + ("" if entry.saved else "  (not saved)")
+        name = entry.name + ("" if entry.saved or entry.demo else "  (not saved)")
         name_rect = top.adjusted(0, 0, -14 if entry.state else 0, 0)
         painter.drawText(
             name_rect,
@@ -112,19 +114,21 @@ class _EntryDelegate(QStyledItemDelegate):
             painter.setPen(QColor(entry.state_color) if not selected else text_color)
             painter.drawText(bottom, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, entry.state)
         broker_rect = bottom.adjusted(0, 0, -state_w, 0)
-        mark = entry.certificate
-        if mark is not None:  # line 2 starts with the certificate mark: a pill with words in it
+        marks = [(m.text, m.color) for m in (entry.certificate,) if m is not None]
+        if entry.demo:
+            marks.insert(0, ("DEMO", DEMO_COLOR))
+        for text, color in marks:  # line 2 starts with the marks: pills with words in them
             painter.setFont(small)
-            pill_w = min(QFontMetrics(small).horizontalAdvance(mark.text) + 10, broker_rect.width())
+            pill_w = min(QFontMetrics(small).horizontalAdvance(text) + 10, broker_rect.width())
             pill = QRect(broker_rect.left(), broker_rect.top(), pill_w, h)
             painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(QColor(mark.color))
+            painter.setBrush(QColor(color))
             painter.drawRoundedRect(pill, 4, 4)
             painter.setPen(QColor("white"))
             painter.drawText(
                 pill,
                 Qt.AlignmentFlag.AlignCenter,
-                QFontMetrics(small).elidedText(mark.text, Qt.TextElideMode.ElideRight, pill_w - 6),
+                QFontMetrics(small).elidedText(text, Qt.TextElideMode.ElideRight, pill_w - 6),
             )
             painter.setFont(option.font)
             broker_rect = broker_rect.adjusted(pill_w + 6, 0, 0, 0)
@@ -139,6 +143,8 @@ class _EntryDelegate(QStyledItemDelegate):
 
 def _tooltip(e: Entry) -> str:
     text = f"{e.name}\n{PLATFORM_LABELS.get(e.platform or 'generic', 'MQTT')} · {e.broker}"
+    if e.demo:
+        text += "\nThe demo: simulated devices on this computer, not saved"
     if e.certificate is not None:
         text += "\n" + e.certificate.tooltip
     return text
@@ -370,8 +376,10 @@ class ConnectionSidebar(QWidget):
         saved = entry is not None and entry.saved
         for name in ("edit", "duplicate", "rename", "delete"):
             self.actions[name].setEnabled(bool(saved))
-        self.actions["save"].setEnabled(entry is not None and not entry.saved and entry.platform is not None)
-        self.actions["save"].setVisible(entry is not None and not entry.saved)
+        self.actions["save"].setEnabled(
+            entry is not None and not entry.saved and not entry.demo and entry.platform is not None
+        )
+        self.actions["save"].setVisible(entry is not None and not entry.saved and not entry.demo)
 
     def _context_menu(self, pos) -> None:
         item = self.list.itemAt(pos)

@@ -1,9 +1,10 @@
-"""The welcome page: what the window shows before any connection is open, one tile per platform."""
+"""The welcome page: what the window shows before any connection is open, one tile per platform,
+and the demo one click away (simulated devices of every platform on this computer, see ui/demo/)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ui.common.labels import PLATFORM_COLORS
 
@@ -15,6 +16,16 @@ TILE_TEXT = {
     "thingpark": "Actility ThingPark's MQTT connection. Paste the connection's JSON to skip the typing.",
     "drogue": "Drogue Cloud's MQTT integration: CloudEvents, structured or binary.",
 }
+
+
+DEMO_TEXT = (
+    "<b>See it work first.</b> The demo runs a broker and simulated devices of all five platforms on this "
+    "computer: uplinks streaming, devices, charts, errors, and downlinks the devices answer. Nothing to set up."
+)
+DEMO_RUNNING_TEXT = (
+    "<b>The demo is running.</b> Its connections are on the left, marked DEMO: simulated devices of all five "
+    "platforms on this computer."
+)
 
 
 class _Tile(QFrame):
@@ -63,6 +74,7 @@ class WelcomePage(QWidget):
             "appear on the left and open with a double-click."
         )
         intro.setWordWrap(True)
+        self.demo_box = self._demo_box()
         grid = QGridLayout()
         grid.setSpacing(10)
         self.tiles: dict[str, _Tile] = {}
@@ -93,8 +105,33 @@ class WelcomePage(QWidget):
         inner.addWidget(intro)
         inner.addSpacing(8)
         inner.addLayout(grid)
+        inner.addSpacing(12)
+        inner.addWidget(self.demo_box)
         inner.addStretch(1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(24, 16, 24, 16)
         lay.addWidget(box, 0, Qt.AlignmentFlag.AlignHCenter)
         lay.addStretch(1)
+
+    def _demo_box(self) -> QFrame:
+        box = QFrame()
+        box.setObjectName("demoEntry")
+        box.setStyleSheet(
+            "QFrame#demoEntry { background: #fbefff; border: 1px solid #c297ff; border-radius: 4px; }"
+            " QFrame#demoEntry QLabel { border: none; background: transparent; color: #3e1f79; }"
+        )
+        self.demo_text = QLabel(DEMO_TEXT)
+        self.demo_text.setWordWrap(True)
+        self.demo_button = QPushButton("Open the demo")
+        self.demo_button.setToolTip("Start a broker and simulated devices of every platform on this computer")
+        self.demo_button.clicked.connect(self.demo.emit)
+        lay = QHBoxLayout(box)
+        lay.setContentsMargins(12, 8, 10, 8)
+        lay.addWidget(self.demo_text, 1)
+        lay.addWidget(self.demo_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        return box
+
+    def set_demo_running(self, running: bool) -> None:
+        """While the demo runs its entry shows it instead of starting another."""
+        self.demo_text.setText(DEMO_RUNNING_TEXT if running else DEMO_TEXT)
+        self.demo_button.setText("Show the demo" if running else "Open the demo")
