@@ -370,16 +370,29 @@ def test_simulate_stops_cleanly_on_ctrl_c_and_prints_what_it_sent(broker, tmp_pa
     import signal
 
     env = {**os.environ, "UPLINK_CONSOLE_LOG_DIR": str(tmp_path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "simulate", "--platform", "thingpark", "--url", broker.url(), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    time.sleep(3)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    publishing = threading.Event()
+    watcher = paho.Client(CallbackAPIVersion.VERSION2, client_id="simulate-ctrl-c-watcher")
+    watcher.on_message = lambda *a: publishing.set()
+    subscribed = threading.Event()
+    watcher.on_subscribe = lambda *a: subscribed.set()
+    watcher.connect("127.0.0.1", broker.ports.plain)
+    watcher.loop_start()
+    watcher.subscribe("ctrlc/+/up", 0)
+    assert subscribed.wait(10)
+    argv = [sys.executable, "-m", "app.cli", "simulate", "--platform", "thingpark", "--url", broker.url()]
+    argv += ["--uplink-pattern", "ctrlc/{DevEUI}/up", "--rate", "20", "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        # Interrupted once it publishes (its Ctrl-C handler is in place by then).
+        assert publishing.wait(60)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 0, err
     counts = orjson.loads(out.strip())
     assert counts["platform"] == "thingpark" and counts["messages"] > 0 and "Traceback" not in err
