@@ -5,6 +5,9 @@ a content type and user properties arriving at the subscriber), printed as ratio
 
     .venv/bin/python benchmarks/embedded_broker.py [--messages 20000] [--broker-python PY]
 
+It ends with the publisher `simulate` uses, paho, against the engine's own session (aiomqtt),
+both publishing the same bodies into mosquitto, as messages/s a subscriber received and a ratio.
+
 --broker-python runs the pip-installed candidates (amqtt, iotcore) with another interpreter, so
 they can be measured from a scratch venv before one of them becomes a dependency.
 """
@@ -91,7 +94,8 @@ def start_process(argv: list[str], ports: list[int], timeout: float = 20.0) -> t
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{argv[0]} exited: {proc.stderr.read().decode()[-800:]}")
+            lines = proc.stderr.read().decode(errors="replace").strip().splitlines() or ["no output"]
+            raise RuntimeError(f"it exited at start: {lines[-1][:200]}")
         if all(port_open(p) for p in ports):
             return proc, time.perf_counter() - started
         time.sleep(0.01)
@@ -190,6 +194,63 @@ def mqtt5_works(port: int) -> str:
         return f"failed ({type(exc).__name__}: {exc})"
 
 
+def publisher_comparison(port: int, messages: int) -> tuple[float, float]:
+    """(paho, engine session) messages/s into mosquitto, counted at a paho subscriber."""
+    import asyncio
+
+    from app.mqtt.config import parse_url
+    from app.mqtt.session import MqttSession
+
+    body = tts_uplink(1, 1)
+
+    def counting_subscriber():
+        got, done = [0], threading.Event()
+        sub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"cmp-sub-{time.monotonic_ns()}")
+
+        def on_message(*_):
+            got[0] += 1
+            if got[0] >= messages:
+                done.set()
+
+        ready = threading.Event()
+        sub.on_message = on_message
+        sub.on_subscribe = lambda *a: ready.set()
+        sub.connect("127.0.0.1", port)
+        sub.loop_start()
+        sub.subscribe("cmp/#", 0)
+        ready.wait(10)
+        return sub, done
+
+    sub, done = counting_subscriber()
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="cmp-paho")
+    pub.max_queued_messages_set(0)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    started = time.perf_counter()
+    for i in range(messages):
+        pub.publish(f"cmp/{i % 10}", body, 0)
+    done.wait(60)
+    paho_rate = messages / (time.perf_counter() - started)
+    pub.loop_stop()
+    sub.loop_stop()
+
+    sub, done = counting_subscriber()
+
+    async def with_session() -> float:
+        session = MqttSession(parse_url(f"mqtt://127.0.0.1:{port}"))
+        async with session:
+            await session.wait_connected(10)
+            started = time.perf_counter()
+            for i in range(messages):
+                await session.publish(f"cmp/{i % 10}", body, qos=0)
+            await asyncio.get_running_loop().run_in_executor(None, done.wait, 60)
+            return messages / (time.perf_counter() - started)
+
+    session_rate = asyncio.run(with_session())
+    sub.loop_stop()
+    return paho_rate, session_rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000)
@@ -226,6 +287,7 @@ def main() -> None:
             result["mqtt5"] = mqtt5_works(v5_port)
             v5 = throughput(v5_port, args.messages, 5) if result["mqtt5"] == "yes" else (None, None)
             result["msg_per_s_v5"] = v5[0]
+        paho_rate, session_rate = publisher_comparison(mosquitto.ports.plain, args.messages)
         for proc in procs:
             if isinstance(proc, Mosquitto):
                 proc.stop()
@@ -251,6 +313,10 @@ def main() -> None:
             f"{r['msg_per_s_v311'] / ref['msg_per_s_v311']:7.2f} {r['delivered']:8.1%} "
             f"{v5_rate:>10} {v5_ratio:>7}  {r['mqtt5']}"
         )
+    print(
+        f"publisher into mosquitto: paho {paho_rate:.0f} msg/s, the engine's session {session_rate:.0f} msg/s "
+        f"(session/paho {session_rate / paho_rate:.2f})"
+    )
     shown = {k: {kk: vv for kk, vv in v.items() if kk not in ("port", "port_v5")} for k, v in results.items()}
     print(json.dumps(shown))
 

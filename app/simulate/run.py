@@ -8,14 +8,17 @@ in order, so then every message has been routed (amqtt drops what it has not yet
 publisher disconnects: 60% of a 2,000-message burst here without this).
 
 paho, not the engine's aiomqtt session: one client publishing from this thread while paho's
-network thread writes is the fastest path from Python (benchmarks/embedded_broker.py: ~14k
-messages/s into mosquitto here), and a simulator needs neither the session's reconnect logic nor
-its parse pipeline. Measured with `simulate --rate 0 --messages 20000` on this 2-core machine at
-a load average of 4-6 (so about half of what an idle one gives), messages/s into mosquitto /
-amqtt: tts (1.5 kB) 6,392 / 3,826, tektelic (830 B) 5,587 / 4,449, thingpark (855 B) 4,416 /
-4,675, drogue (420 B) 6,489 / 3,428, akenza (70 B) 4,563 / 1,658 (its subscription to the uplink
-topics, where it hears the console's device, brings every message back to it too). Building the
-messages in Python is the limit, not the broker: the demo needs a few a second per platform.
+network thread writes is the faster path from Python (benchmarks/embedded_broker.py, the same
+1.5 kB bodies into mosquitto, two runs: paho 10,221 and 18,397 msg/s, the session 7,722 and
+5,409, 0.29-0.76x), and a simulator needs
+neither the session's reconnect logic nor its parse pipeline.
+
+Measured with `simulate --rate 0 --messages 20000` on this 2-core machine at a load average of
+4-6 (about half of what an idle one gives), messages/s into mosquitto / amqtt:
+tts (1.5 kB) 6,392 / 3,826; tektelic (830 B) 5,587 / 4,449; thingpark (855 B) 4,416 / 4,675;
+drogue (420 B) 6,489 / 3,428; akenza (70 B) 4,563 / 1,658 (its subscription to the uplink topics,
+where it hears the console's device, brings every message back to it too). Building messages in
+Python is the limit, not the broker; the demo needs a few a second per platform.
 """
 
 from __future__ import annotations
