@@ -12,7 +12,9 @@ window or by `outbox flush`, in order, once; and both can run at the same time.
         {"id", "state", "topic"}. Unreachable: exit 0 with state "outbox" (it is kept). With
         --wait-delivery it stays subscribed up to SECONDS for the platform's events and prints the
         state they led to. --template T starts from the connection's saved downlink template T
-        (app/downlink_templates.py); the options given override its values.
+        (app/downlink_templates.py); the options given override its values. Exit status 1 when
+        the broker refused it or the platform reported it failed / not acknowledged (the JSON
+        line is printed all the same), 2 for bad input (nothing is put in the outbox).
     outbox list NAME [--json]   every downlink kept for the connection (JSON lines of entry dicts)
     outbox flush NAME [--timeout S]
         Connects and sends everything waiting, in order; prints how many; exit 0 when the outbox is
@@ -414,8 +416,10 @@ async def _send(platform, values, key, message, meta, wait_delivery, prog) -> in
             file=sys.stderr,
             flush=True,
         )
-    if entry["state"] == "failed" and entry.get("reason"):
-        print(f"{prog}: {entry['reason']}", file=sys.stderr, flush=True)
+    if entry["state"] in ("failed", "not-acknowledged"):
+        reason = entry.get("reason") or "the device did not acknowledge it"
+        print(f"{prog}: the downlink {entry['state']}: {reason.rstrip('.')}.", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -262,8 +262,9 @@ class SimulatedNetwork:
     """Stands in for The Things Stack on mosquitto: every down/push it sees is answered with
     down/queued, down/sent and down/ack events carrying the pushed correlation ids."""
 
-    def __init__(self, port: int, uid: str = UID) -> None:
+    def __init__(self, port: int, uid: str = UID, answers=("queued", "sent", "ack")) -> None:
         self.uid = uid
+        self.answers = answers  # "failed" answers with the network server's error for a too long payload
         self.pushes: list[tuple[str, dict]] = []
         self.subscribed = threading.Event()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"simulated-tts-{id(self)}")
@@ -280,9 +281,18 @@ class SimulatedNetwork:
         self.pushes.append((message.topic, push))
         for n, item in enumerate(push["downlinks"]):
             ids = item.get("correlation_ids", [])
-            for kind in ("queued", "sent", "ack"):
+            for kind in self.answers:
                 body = {k: v for k, v in item.items() if k in ("f_port", "frm_payload", "priority", "confirmed")}
                 body.update(correlation_ids=ids, f_cnt=100 + n)
+                if kind == "failed":
+                    body = {
+                        "downlink": body,
+                        "error": {
+                            "namespace": "pkg/networkserver",
+                            "name": "payload_too_long",
+                            "message_format": "payload too long for the data rate",
+                        },
+                    }
                 doc = {
                     "end_device_ids": {"device_id": device, "application_ids": {"application_id": self.uid}},
                     "correlation_ids": ["ns:downlink:01SIM", *ids],

@@ -191,3 +191,19 @@ def test_thingpark_send_tags_the_correlation_id_and_bad_input_is_one_sentence(br
         assert len(Outbox(key).entries()) == 1  # nothing refused went into the outbox
     finally:
         sub.close()
+
+
+def test_a_downlink_the_network_fails_ends_failed_with_its_reason_and_exit_status_1(broker):
+    network = SimulatedNetwork(broker.ports.plain, answers=("queued", "failed"))
+    try:
+        values = {"url": f"mqtt://127.0.0.1:{broker.ports.plain}", "app": UID, "password": "NNSXS.CLI"}
+        name, key = saved("tts", values)
+        proc = run("send", "--profile", name, "--device", "dev3", "--f-port", "1", "--hex", "00" * 20,
+                   "--wait-delivery", "20")  # fmt: skip
+        assert proc.returncode == 1
+        assert line_of(proc)["state"] == "failed"
+        assert "payload too long for the data rate" in proc.stderr and proc.stderr.count("\n") == 1
+        entry = Outbox(key).entries()[0]
+        assert entry["reason"].startswith("payload too long") and entry["retryable"]
+    finally:
+        network.close()
