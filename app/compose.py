@@ -38,6 +38,8 @@ tracking matches; the meta handed to send_downlink is app.outbox.meta_for_reques
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -120,6 +122,12 @@ FIELDS: dict[str, tuple[ComposeField, ...]] = {
         ComposeField("confirmed", "Confirmed", "bool", False),
         ComposeField("flush_queue", "Flush the downlink queue", "bool", False, help="FlushDownlinkQueue: 1."),
         ComposeField(
+            "validity_time",
+            "Valid until",
+            placeholder="empty: no limit; 30m, 2h, or 2026-12-01T18:00+01:00",
+            help="ValidityTime: ThingPark drops the downlink if it cannot send it by then.",
+        ),
+        ComposeField(
             "correlation_id",
             "CorrelationID",
             placeholder="empty: the console's downlink id",
@@ -178,6 +186,7 @@ FIELDS: dict[str, tuple[ComposeField, ...]] = {
 
 # Words in an encoder's sentence -> the form field it is about (checked in this order).
 _FIELD_WORDS = (
+    ("validitytime", ("validity_time",)),
     ("correlation", ("correlation_ids", "correlation_id")),
     ("content type", ("content_type",)),
     ("deveui", ("dev_eui",)),
@@ -427,6 +436,7 @@ class Composition:
                 values.update(payload=None, decoded=None)
         elif p == "thingpark":
             values.update(
+                validity_time=validity_time_text(self._text("validity_time")),
                 flush_queue=bool(self.values.get("flush_queue")),
                 correlation_ids=(self._text("correlation_id"),) if self._text("correlation_id") else (),
             )
@@ -534,6 +544,24 @@ class Composition:
         if request.command:
             meta["command"] = request.command
         return meta
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hours?|d|days?)\s*$", re.IGNORECASE)
+_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "hours": 3600, "d": 86400}
+
+
+def validity_time_text(text: str | None, now: dt.datetime | None = None) -> str | None:
+    """The composer's "Valid until": a duration from now (30m, 2h, 1d) becomes the ISO 8601 time
+    ThingPark reads; an ISO time is passed on for the encoder to check; empty is no limit."""
+    if not text:
+        return None
+    match = _DURATION.match(text)
+    if match is None:
+        return text
+    unit = match.group(2).lower()
+    seconds = float(match.group(1)) * _SECONDS.get(unit, _SECONDS.get(unit.rstrip("s"), 86400))
+    moment = (now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=seconds)
+    return moment.astimezone().isoformat(timespec="milliseconds")
 
 
 class _FieldError(Exception):

@@ -424,3 +424,44 @@ def test_a_corrupt_templates_file_is_kept_aside_and_the_valid_ones_kept(tmp_path
     assert broken.names() == [] and "no template could be read" in broken.load_problem
     assert len(list(path.parent.glob("*.corrupt-*"))) == 2
     assert path.name == "adhoc%3Atts.json"
+
+
+# ----- ThingPark ValidityTime ------------------------------------------------------------------
+
+
+def test_thingpark_valid_until_a_duration_or_a_time_becomes_validitytime():
+    import datetime as dt
+
+    from app import compose
+    from app.platforms import thingpark
+    from app.platforms.base import EncodeError
+
+    now = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+    later = dt.datetime.fromisoformat(compose.validity_time_text("30m", now))
+    assert later == now + dt.timedelta(minutes=30) and later.tzinfo is not None
+    assert dt.datetime.fromisoformat(compose.validity_time_text("2h", now)) == now + dt.timedelta(hours=2)
+    assert compose.validity_time_text("", now) is None
+    assert thingpark.downlink_validity_time("2026-12-01T18:00+01:00") == "2026-12-01T18:00:00.000+01:00"
+    assert thingpark.downlink_validity_time("2026-12-01T17:00:00Z") == "2026-12-01T17:00:00.000+00:00"
+    with pytest.raises(EncodeError, match="no time zone"):
+        thingpark.downlink_validity_time("2026-12-01T18:00")
+    with pytest.raises(EncodeError, match="not an ISO 8601 time"):
+        thingpark.downlink_validity_time("tomorrow")
+
+
+def test_thingpark_composer_puts_validitytime_in_the_body_and_words_a_bad_one_on_its_field():
+    import orjson
+
+    from app.compose import Composition
+
+    c = Composition("thingpark", {"downlink_topic_pattern": "mqtt/things/{DevEUI}/downlink", "qos": 1})
+    c.set_payload("01ff", "hex")
+    for name, value in (("dev_eui", "0018B20000000B20"), ("f_port", 5), ("validity_time", "2026-12-01T18:00+01:00")):
+        c.set(name, value)
+    composed = c.build()
+    assert composed.message is not None, composed.error
+    body = orjson.loads(composed.message.payload)["DevEUI_downlink"]
+    assert body["ValidityTime"] == "2026-12-01T18:00:00.000+01:00"
+    c.set("validity_time", "2026-12-01T18:00")
+    composed = c.build()
+    assert composed.message is None and "no time zone" in composed.error and composed.field == "validity_time"

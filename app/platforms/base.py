@@ -125,6 +125,7 @@ class DownlinkRequest:
     correlation_ids: tuple[str, ...] = ()
     template: str | None = None  # Tektelic body template name
     content_type: str | None = None
+    validity_time: str | None = None  # ThingPark ValidityTime: ISO 8601 with its offset
 
 
 @dataclass(frozen=True, slots=True)

@@ -906,12 +906,30 @@ class ThingParkPlatform(Platform):
         message["Confirmed"] = 1 if request.confirmed else 0
         # TTS's "replace the queue" is ThingPark's FlushDownlinkQueue: the same request.
         message["FlushDownlinkQueue"] = 1 if request.flush_queue or request.replace else 0
+        if request.validity_time:
+            message["ValidityTime"] = downlink_validity_time(request.validity_time)
         message["CorrelationID"] = downlink_correlation_id(request)
         try:
             body = orjson.dumps({"DevEUI_downlink": message})
         except TypeError as exc:
             raise EncodeError(f"The decoded payload cannot be written as JSON ({exc}).") from None
         return OutgoingMessage(pattern.fill({"DevEUI": dev_eui}), body, qos)
+
+
+def downlink_validity_time(text: str) -> str:
+    """ValidityTime: until when ThingPark may still send the downlink, as ISO 8601 with the offset
+    (the documented form, e.g. 2019-07-10T16:38:46.882+02:00)."""
+    try:
+        moment = dt.datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise EncodeError(
+            f"ValidityTime {text!r} is not an ISO 8601 time; write it like 2026-12-01T18:00:00+01:00."
+        ) from None
+    if moment.tzinfo is None:
+        raise EncodeError(
+            f"ValidityTime {text!r} has no time zone; add its offset (e.g. +01:00) or Z for UTC, as ThingPark reads it."
+        )
+    return moment.isoformat(timespec="milliseconds")
 
 
 def downlink_dev_eui(request: DownlinkRequest) -> str:
