@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench demo clean
+.PHONY: run test lint bench demo clean package
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || "$$(./scripts/find-python)" -m venv $(VENV)
@@ -31,6 +31,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	@./scripts/system-deps test
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/uplink-console bench ingest $(ARGS)
+
+# The Linux installers (.deb and .tar.gz in dist/), each unpacked and smoke-tested (packaging/README.md).
+package: $(STAMP)
+	@./scripts/system-deps
+	PYTHON=$(PY) ./packaging/build-linux.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
