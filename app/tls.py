@@ -191,7 +191,9 @@ def _refuse_expired(certificates: list, what: str, allow_expired: bool) -> None:
     problems = [certs_engine.expiry_problem(c) for c in certificates]
     if all(status == "expired" for status, _ in problems):
         _, sentence = problems[0]
-        raise TlsConfigError(f"The {what}: {sentence[0].lower()}{sentence[1:]}")
+        if sentence.startswith("The certificate "):  # "The client certificate 'x' expired on …"
+            sentence = f"The {what} " + sentence[len("The certificate ") :]
+        raise TlsConfigError(sentence)
 
 
 def build_ssl_context(tls: TlsSettings, store=None) -> ssl.SSLContext:
