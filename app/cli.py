@@ -1028,4 +1028,8 @@ def _run(argv: list[str], named: dict) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m app.cli`: run the one imported as app.cli, so the exceptions the command modules
+    # raise (app.cli.UsageError …) are the classes _run catches, not a second copy of them.
+    from app.cli import main as _main
+
+    sys.exit(_main())

@@ -112,11 +112,7 @@ def _add_key_protection(p: argparse.ArgumentParser) -> None:
 
 
 def _cli():
-    """app.cli as it runs: under `python -m app.cli` that is __main__, whose UsageError and
-    RuntimeFailure are the classes its _run catches (a second import would make new ones)."""
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) == "app.cli":
-        return main
+    """app.cli, imported when first needed (it imports this module to register the commands)."""
     from app import cli
 
     return cli

@@ -24,11 +24,7 @@ UNPACED_FLEET_RATE = 1000.0
 
 
 def _cli():
-    """app.cli as it runs: under `python -m app.cli` that is __main__, whose UsageError is the
-    class its _run catches (a second import would make a new one)."""
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) == "app.cli":
-        return main
+    """app.cli, imported when first needed (it imports this module to register the commands)."""
     from app import cli
 
     return cli
