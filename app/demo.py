@@ -131,13 +131,13 @@ class Demo:
     def connections(self) -> list[dict]:
         """One connection per platform (see the module docstring), ready for the window."""
         if not self._connections:
-            self._connections = [self._connection(p) for p in PLATFORMS]
+            simulators = build_simulators(self.broker.mqtt5, self.settings)  # as the process built them
+            self._connections = [self._connection(p, simulators[p]) for p in PLATFORMS]
         return [dict(c) for c in self._connections]
 
-    def _connection(self, platform: str) -> dict:
+    def _connection(self, platform: str, simulator) -> dict:
         from app import platforms
 
-        simulator = build_simulators(self.broker.mqtt5, self.settings)[platform]
         plat = platforms.get(platform)
         values = plat.validate({**plat.defaults(), **simulator.profile(self.url)})
         config = plat.connection(values)
