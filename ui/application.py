@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -192,6 +193,20 @@ def run(argv: list[str]) -> int:
     done = asyncio.Event()
     app.aboutToQuit.connect(done.set)
     status = 0
+
+    def stop_on_signal(signum: int) -> None:
+        # Ctrl+C in the terminal of `make run`, or a TERM at logout: the window closes as if the
+        # user closed it, so its connections end and the demo's broker and simulators stop.
+        nonlocal status
+        status = 128 + signum
+        window.close()
+        app.quit()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop_on_signal, signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # Windows: the default handling
+            pass
     if args.smoke_test is not None:
         heartbeat = Heartbeat()
 

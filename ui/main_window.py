@@ -292,9 +292,11 @@ class MainWindow(QMainWindow):
                 saved_ids.add(p.id)
                 entries.append(Entry(p.id, p.name, p.platform, broker_of(p)))
         for key, page in self.pages.items():
-            if key not in saved_ids:
+            if is_demo_key(key):
+                entries.append(self.demo.sidebar_entry(page))
+            elif key not in saved_ids:
                 broker = page.config.describe() if page.config is not None else "not connected"
-                entries.append(Entry(key, page.title, page.platform_name, broker, saved=False, demo=is_demo_key(key)))
+                entries.append(Entry(key, page.title, page.platform_name, broker, saved=False))
         self.sidebar.set_entries(entries)
         for key, page in self.pages.items():
             text, color = _state_text(page.last_change)

@@ -10,20 +10,20 @@ when it could not start, the sentence saying why with "Try again".
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy
 
 STARTING_TEXT = "<b>Starting the demo…</b> an MQTT broker on this computer and simulated devices of the five platforms."
 RUNNING_TEXT = (
-    "<b>This is a demo with simulated devices.</b> Five platforms' devices, simulated on this computer, "
-    "publish to a broker here{broker}: explore the uplinks, devices, charts and downlinks. Nothing leaves "
-    "this computer and nothing is saved."
+    "<b>This is a demo with simulated devices.</b> Devices of all five platforms are simulated on this "
+    "computer and publish to a broker here{broker}. Explore the uplinks, devices, charts and downlinks; "
+    "nothing leaves this computer."
 )
 FAILED_TEXT = "<b>The demo could not start.</b> {sentence}"
 
 _STYLE = (
     "QFrame#demoBanner { background: #fbefff; border: 1px solid #c297ff; border-radius: 4px; }"
     " QFrame#demoBanner QLabel { color: #3e1f79; border: none; background: transparent; }"
-    " QLabel#demoPill { background: #8250df; color: white; border-radius: 3px; padding: 1px 6px;"
+    " QFrame#demoBanner QLabel#demoPill { background: #8250df; color: white; border-radius: 3px; padding: 1px 6px;"
     " font-weight: bold; }"
 )
 
@@ -42,6 +42,7 @@ class DemoBanner(QFrame):
         self.state = "hidden"
         self.pill = QLabel("DEMO")
         self.pill.setObjectName("demoPill")
+        self.pill.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.text = QLabel()
         self.text.setWordWrap(True)
         self.text.setTextFormat(Qt.TextFormat.RichText)

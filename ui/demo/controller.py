@@ -271,6 +271,15 @@ class DemoController(QObject):
         shown = self.state in ("starting", "stopping", "failed") or (self.state == "running" and on_demo)
         self.banner.setVisible(shown)
 
+    # ----- the sidebar
+    def sidebar_entry(self, page):
+        """A demo connection's row: the platform's name, marked DEMO (the mark says the rest)."""
+        from app.demo import LABELS
+        from ui.connection.sidebar import Entry
+
+        label = LABELS.get(page.platform_name or "", page.title)
+        return Entry(page.key, label, page.platform_name, "simulated", saved=False, demo=True)
+
     # ----- the smoke test's view
     def rows_per_platform(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -1,0 +1,242 @@
+"""The demo in the window: `--demo --smoke-test` as a real process reports rows of all five
+platforms on mosquitto and on the amqtt fallback; a first start (nothing saved) opens the demo
+with its banner, whose "Connect your own platform…" leads to the wizards; with a saved connection
+the demo waits on the welcome page; the demo's connections are never saved; closing the window
+(or "Stop the demo") ends the demo's broker and simulators. Real embedded broker, real simulators,
+real engine processes, the real window offscreen."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from app import embedded_broker
+from app.demo import PLATFORMS
+from tests.conftest import until
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE_KEYS = {"rows", "first_row_at", "last_row_at", "stall_p99_ms", "rss_mb", "platforms"}
+
+
+def console_env(tmp_path: Path, **extra) -> dict:
+    """A console of its own: data, settings, logs and keyring in this test's folder."""
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "UPLINK_CONSOLE_DATA_DIR": str(tmp_path / "data"),
+        "UPLINK_CONSOLE_CONFIG_DIR": str(tmp_path / "config"),
+        "UPLINK_CONSOLE_LOG_DIR": str(tmp_path / "log"),
+        "KEYRING_PROPERTY_FILE_PATH": str(tmp_path / "keyring" / "keyring.cfg"),
+    }
+    env.pop(embedded_broker.CHOICE_ENV, None)
+    env.update(extra)
+    return env
+
+
+def processes_using(folder: Path) -> list[str]:
+    """Processes still running whose command line names `folder` (the demo's broker names its config there)."""
+    left = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if any(str(folder) in part for part in proc.info["cmdline"] or ()):
+                left.append(" ".join(proc.info["cmdline"]))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return left
+
+
+def run_console(*args: str, env: dict, timeout: float = 120) -> tuple[dict, subprocess.CompletedProcess]:
+    """The console as a real process; its last JSON line and the finished process."""
+    command = [sys.executable, "-m", "ui.launcher", *args]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, (proc.returncode, proc.stdout, proc.stderr)
+    return json.loads(lines[-1]), proc
+
+
+@pytest.mark.parametrize("kind", ["mosquitto", "amqtt"])
+def test_demo_smoke_test_reports_rows_of_all_five_platforms(tmp_path, kind):
+    """amqtt is forced the way a machine without mosquitto gets it: UPLINK_CONSOLE_DEMO_BROKER
+    (hiding mosquitto from PATH is not enough: /usr/sbin is looked in too, as Debian puts it there)."""
+    env = console_env(tmp_path, **({embedded_broker.CHOICE_ENV: "amqtt"} if kind == "amqtt" else {}))
+    if kind == "amqtt":
+        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if "sbin" not in p)
+    line, proc = run_console("--demo", "--smoke-test", "15", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert set(line) >= SMOKE_KEYS, line
+    assert set(line["platforms"]) == set(PLATFORMS)
+    assert all(line["platforms"][p] > 0 for p in PLATFORMS), line["platforms"]
+    assert line["rows"] == sum(line["platforms"].values())
+    assert line["demo"]["broker"] == kind and line["demo"]["mqtt5"] is (kind == "mosquitto")
+    assert 0 < line["demo"]["first_row_s"] < 15
+    # The demo's files are its own; nothing was saved as a connection.
+    assert (tmp_path / "data" / "demo" / "broker").is_dir()
+    assert sorted(p.name.split("-")[1] for p in (tmp_path / "data" / "history").glob("demo-*.sqlite3")) == sorted(
+        PLATFORMS
+    )
+    assert not (tmp_path / "config" / "profiles.json").exists()
+    assert processes_using(tmp_path) == []  # broker and simulators ended with the window
+
+
+def test_a_first_start_with_nothing_saved_opens_the_demo(tmp_path):
+    """What `make run` runs: no option, no saved connection (no profiles file)."""
+    line, proc = run_console("--smoke-test", "12", env=console_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert line["demo"]["state"] == "running"
+    assert all(line["platforms"][p] > 0 for p in PLATFORMS), line["platforms"]
+    assert not (tmp_path / "config" / "profiles.json").exists()
+    assert processes_using(tmp_path) == []
+
+
+def test_a_demo_smoke_test_whose_broker_cannot_start_fails_in_one_sentence(tmp_path):
+    """No broker at all (amqtt chosen, and not importable): exit status 1 and the reason, no traceback."""
+    blocker = tmp_path / "no-amqtt"
+    (blocker / "amqtt").mkdir(parents=True)
+    (blocker / "amqtt" / "__init__.py").write_text("raise ImportError('amqtt is not installed here')\n")
+    env = console_env(tmp_path, **{embedded_broker.CHOICE_ENV: "amqtt"})
+    env["PYTHONPATH"] = os.pathsep.join([str(blocker), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    line, proc = run_console("--demo", "--smoke-test", "4", env=env)
+    assert proc.returncode == 1
+    assert line["demo"]["state"] == "failed" and line["rows"] == 0
+    err = proc.stderr.strip().splitlines()
+    assert any("The demo could not start" in e and "amqtt" in e for e in err), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ----- the window itself, offscreen ---------------------------------------------------------
+
+
+def _stores(tmp_path):
+    from app.profiles import ProfileStore
+    from app.secrets import SecretStore
+
+    return ProfileStore(tmp_path / "config"), SecretStore()
+
+
+def _demo_pids(window) -> list[int]:
+    demo = window.demo.demo
+    pids = [demo._process.pid]
+    broker = demo.broker
+    if broker._mosquitto is not None:
+        pids.append(broker._mosquitto.proc.pid)
+    if broker._process is not None:
+        pids.append(broker._process.pid)
+    return pids
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _rows(window) -> dict[str, int]:
+    return window.demo.rows_per_platform()
+
+
+def test_with_nothing_saved_the_window_starts_in_the_demo_with_its_banner(qtbot, loop, tmp_path, monkeypatch):
+    from ui.connection.sidebar import ConnectionSidebar
+    from ui.main_window import MainWindow
+
+    monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path / "data"))
+    store, secrets = _stores(tmp_path)
+    asked = []
+    monkeypatch.setattr(
+        "ui.connection.wizard.open_wizard", lambda parent, platform_name, **kw: asked.append(platform_name)
+    )
+    window = MainWindow(profiles=store, secrets=secrets)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.open_on_start(demo_if_none_saved=True) == []
+    banner = window.demo.banner
+    assert window.demo.state == "starting" and banner.isVisible()
+    assert banner.text_shown.startswith("Starting the demo…")
+
+    async def streaming():
+        await until(lambda: window.demo.state == "running" and len(window.demo.keys) == len(PLATFORMS), 30)
+        await until(lambda: all(_rows(window).get(p, 0) > 0 for p in PLATFORMS), 60)
+
+    loop.run_until_complete(streaming())
+    assert sorted(window.demo.keys) == sorted(f"demo:{p}" for p in PLATFORMS)
+    # Each connection is marked as demo: its sidebar row, its page's title; the banner above it.
+    entries = {e.key: e for e in window.sidebar.entries()}
+    assert all(entries[k].demo and not entries[k].saved for k in window.demo.keys)
+    assert window.current.key == "demo:tts" and window.current.title.startswith("Demo: ")
+    assert "Demo:" in window.windowTitle()
+    assert banner.isVisible() and "This is a demo with simulated devices" in banner.text_shown
+    assert all(window.pages[k].bridge.connected for k in window.demo.keys)
+    # Saving is not offered for a demo connection, and asking anyway saves nothing.
+    window.sidebar.select("demo:tts")
+    assert not window.sidebar.actions["save"].isVisible() and not window.sidebar.actions["save"].isEnabled()
+    window.save_open_connection("demo:tts")
+    assert store.profiles() == [] and not store.path.exists()
+    assert isinstance(window.sidebar, ConnectionSidebar)
+    # "Connect your own platform…": the welcome page, whose tiles open the wizards.
+    banner.connect_button.click()
+    assert window.stack.currentWidget() is window.welcome and window.current is None
+    assert window.welcome.demo_button.text() == "Show the demo"
+    assert not banner.isVisible()  # the banner belongs to the demo's pages
+    window.welcome.tiles["thingpark"].button.click()
+    assert asked == ["thingpark"]
+    # The demo is one click away again.
+    window.welcome.demo_button.click()
+    assert window.current.key == "demo:tts" and banner.isVisible()
+    pids = _demo_pids(window)
+    assert not any(_gone(pid) for pid in pids)
+    window.close()
+    assert all(_gone(pid) for pid in pids), [psutil.Process(p).cmdline() for p in pids if not _gone(p)]
+    assert window.demo.state == "idle"
+    assert not store.path.exists()
+    assert processes_using(tmp_path / "data" / "demo") == []
+
+
+def test_with_a_saved_connection_the_demo_waits_on_the_welcome_page_and_stops_on_request(
+    qtbot, loop, tmp_path, monkeypatch
+):
+    from app.profiles import new_profile
+    from ui.main_window import MainWindow
+
+    monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path / "data"))
+    store, secrets = _stores(tmp_path)
+    store.add(new_profile("My application", "tts", {"url": "mqtt://127.0.0.1:1", "app": "mine", "tenant": "ttn"}))
+    window = MainWindow(profiles=store, secrets=secrets)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.has_saved_connections()
+    assert window.open_on_start(demo_if_none_saved=True) == []
+    assert window.demo.state == "idle" and not window.demo.banner.isVisible()
+    assert window.stack.currentWidget() is window.welcome
+    assert window.welcome.demo_button.text() == "Open the demo"
+    window.welcome.demo_button.click()
+    assert window.demo.state == "starting" and window.demo.banner.isVisible()
+
+    async def streaming():
+        await until(lambda: window.demo.state == "running" and len(window.demo.keys) == len(PLATFORMS), 30)
+        await until(lambda: _rows(window).get("tts", 0) > 0, 60)
+
+    loop.run_until_complete(streaming())
+    assert [e.name for e in window.sidebar.entries() if not e.demo] == ["My application"]
+    assert [p.name for p in store.profiles()] == ["My application"]  # the demo's are not among them
+    saved = store.path.read_text()
+    assert "demo" not in saved.lower() and "127.0.0.1:1" in saved
+    pids = _demo_pids(window)
+    window.demo.banner.stop_button.click()
+    assert not any(k.startswith("demo:") for k in window.pages)
+    assert [e.key for e in window.sidebar.entries()] == [store.profiles()[0].id]
+
+    async def stopped():
+        await until(lambda: window.demo.state == "idle", 30)
+
+    loop.run_until_complete(stopped())
+    assert all(_gone(pid) for pid in pids)
+    assert window.stack.currentWidget() is window.welcome and window.welcome.demo_button.text() == "Open the demo"
+    window.close()
