@@ -218,6 +218,7 @@ def test_with_a_saved_connection_the_demo_waits_on_the_welcome_page_and_stops_on
     assert window.welcome.demo_button.text() == "Open the demo"
     window.welcome.demo_button.click()
     assert window.demo.state == "starting" and window.demo.banner.isVisible()
+    assert not window.welcome.demo_button.isEnabled()  # one demo at a time
 
     async def streaming():
         await until(lambda: window.demo.state == "running" and len(window.demo.keys) == len(PLATFORMS), 30)

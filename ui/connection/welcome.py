@@ -22,6 +22,10 @@ DEMO_TEXT = (
     "<b>See it work first.</b> The demo runs a broker and simulated devices of all five platforms on this "
     "computer: uplinks streaming, devices, charts, errors, and downlinks the devices answer. Nothing to set up."
 )
+DEMO_STARTING_TEXT = (
+    "<b>The demo is starting.</b> A broker and simulated devices of all five platforms, on this computer; "
+    "their connections appear on the left in a moment."
+)
 DEMO_RUNNING_TEXT = (
     "<b>The demo is running.</b> Its connections are on the left, marked DEMO: simulated devices of all five "
     "platforms on this computer."
@@ -131,7 +135,14 @@ class WelcomePage(QWidget):
         lay.addWidget(self.demo_button, 0, Qt.AlignmentFlag.AlignVCenter)
         return box
 
-    def set_demo_running(self, running: bool) -> None:
-        """While the demo runs its entry shows it instead of starting another."""
-        self.demo_text.setText(DEMO_RUNNING_TEXT if running else DEMO_TEXT)
-        self.demo_button.setText("Show the demo" if running else "Open the demo")
+    def set_demo_state(self, state: str) -> None:
+        """The demo's entry follows the demo (ui/demo/controller.py states): while it starts or
+        runs, the entry says so instead of offering to start another."""
+        text, button, enabled = {
+            "starting": (DEMO_STARTING_TEXT, "Starting…", False),
+            "running": (DEMO_RUNNING_TEXT, "Show the demo", True),
+            "stopping": (DEMO_TEXT, "Stopping…", False),
+        }.get(state, (DEMO_TEXT, "Open the demo", True))
+        self.demo_text.setText(text)
+        self.demo_button.setText(button)
+        self.demo_button.setEnabled(enabled)

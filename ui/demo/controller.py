@@ -260,7 +260,7 @@ class DemoController(QObject):
             banner.show_stopping()
         elif state == "failed":
             banner.show_failed(self.error or "")
-        self.window.welcome.set_demo_running(state == "running")
+        self.window.welcome.set_demo_state(state)
         self._update_banner()
         self.state_changed.emit(state)
 
