@@ -174,6 +174,23 @@ def test_with_nothing_saved_the_window_starts_in_the_demo_with_its_banner(qtbot,
     assert "Demo:" in window.windowTitle()
     assert banner.isVisible() and "This is a demo with simulated devices" in banner.text_shown
     assert all(window.pages[k].bridge.connected for k in window.demo.keys)
+    # A downlink sent from the window is answered by the simulated network: queued, sent, acknowledged.
+    page = window.current
+    composer = page.open_composer()
+    for name, value in {"device_id": "env-sensor-001", "f_port": "3", "confirmed": True}.items():
+        composer.set_field(name, value)
+    composer.editor.set_payload("01 02", "hex")
+    composer.rebuild()
+    assert composer.composed.message is not None, composer.composed.error
+    composer.send_button.click()
+
+    async def answered():
+        await until(lambda: any(e.get("state") == "acknowledged" for e in page.downlinks_view.model.rows), 30)
+
+    loop.run_until_complete(answered())
+    entry = next(e for e in page.downlinks_view.model.rows if e.get("state") == "acknowledged")
+    assert [t[0] for t in entry["transitions"]][-3:] == ["queued", "sent", "acknowledged"], entry["transitions"]
+    composer.close()
     # Saving is not offered for a demo connection, and asking anyway saves nothing.
     window.sidebar.select("demo:tts")
     assert not window.sidebar.actions["save"].isVisible() and not window.sidebar.actions["save"].isEnabled()

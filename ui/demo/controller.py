@@ -162,6 +162,7 @@ class DemoController(QObject):
         demo = start_demo(demo_dir())
         with self._lock:
             self._started_here = demo
+        demo.connections()  # made here, off the GUI thread, and kept by the demo
         return demo
 
     def _started(self, demo) -> None:
