@@ -40,15 +40,20 @@ def console_env(tmp_path: Path, **extra) -> dict:
 
 
 def processes_using(folder: Path) -> list[str]:
-    """Processes still running whose command line names `folder` (the demo's broker names its config there)."""
+    """Processes still running that name `folder` in their command line or environment: the
+    console's own children (engines, the demo's broker and simulators) inherit its data folder."""
     left = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
         try:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            if proc.info["pid"] == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            if any(str(folder) in part for part in proc.info["cmdline"] or ()):
-                left.append(" ".join(proc.info["cmdline"]))
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            cmdline = proc.info["cmdline"] or ()
+            if any("resource_tracker" in part for part in cmdline):
+                continue  # multiprocessing's, one per test process for the whole run
+            named = [*cmdline, *proc.environ().values()]
+            if any(str(folder) in part for part in named):
+                left.append(" ".join(cmdline))
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return left
 
@@ -213,7 +218,7 @@ def test_with_nothing_saved_the_window_starts_in_the_demo_with_its_banner(qtbot,
     assert all(_gone(pid) for pid in pids), [psutil.Process(p).cmdline() for p in pids if not _gone(p)]
     assert window.demo.state == "idle"
     assert not store.path.exists()
-    assert processes_using(tmp_path / "data" / "demo") == []
+    assert processes_using(tmp_path / "data") == []
 
 
 def test_with_a_saved_connection_the_demo_waits_on_the_welcome_page_and_stops_on_request(
@@ -258,3 +263,19 @@ def test_with_a_saved_connection_the_demo_waits_on_the_welcome_page_and_stops_on
     assert all(_gone(pid) for pid in pids)
     assert window.stack.currentWidget() is window.welcome and window.welcome.demo_button.text() == "Open the demo"
     window.close()
+
+
+def test_closing_the_window_while_the_demo_starts_leaves_no_process(qtbot, loop, tmp_path, monkeypatch):
+    from ui.main_window import MainWindow
+
+    monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path / "data"))
+    store, secrets = _stores(tmp_path)
+    window = MainWindow(profiles=store, secrets=secrets)
+    qtbot.addWidget(window)
+    window.show()
+    window.demo.start()
+    assert window.demo.state == "starting"
+    window.close()  # before the broker is up, or just after
+    assert window.demo.state == "idle" and window.demo.demo is None
+    assert processes_using(tmp_path / "data") == []
+    assert not any(k.startswith("demo:") for k in window.pages)
