@@ -29,6 +29,7 @@ from ui.demo.banner import DemoBanner
 log = logging.getLogger(__name__)
 
 DEMO_KEY_PREFIX = "demo:"
+OPEN_PAUSE_MS = 100  # between opening two demo connections (see _open_next)
 
 
 def is_demo_key(key: str | None) -> bool:
@@ -202,7 +203,8 @@ class DemoController(QObject):
                 self.show_platforms()
             elif shown in window.pages.values():
                 window.show_page(shown)
-        QTimer.singleShot(0, lambda: self._open_next(connections[1:]))
+        # A pause between pages lets the asyncio loop start this page's engine before the next is built.
+        QTimer.singleShot(OPEN_PAUSE_MS, lambda: self._open_next(connections[1:]))
 
     def _failed_while_opening(self, sentence: str) -> None:
         demo, self.demo = self.demo, None
