@@ -21,7 +21,11 @@ export UPLINK_CONSOLE_DEMO_BROKER="${UPLINK_CONSOLE_DEMO_BROKER:-amqtt}"
 limit=$(awk "BEGIN { print int($seconds) + 90 }")
 # A hung program must fail the check, not stall it (macOS has no timeout(1); CI jobs have their own).
 run() { if command -v timeout >/dev/null 2>&1; then timeout "$limit" "$@"; else "$@"; fi; }
-py=$(command -v python3 || command -v python || true)
+# A Python to read the JSON line with (Windows may have a python3 that only opens the Store).
+py=""
+for candidate in "${PYTHON:-}" python3 python; do
+  [ -n "$candidate" ] && "$candidate" -c "import json" >/dev/null 2>&1 && { py=$candidate; break; }
+done
 
 fail() {
   echo "SMOKE TEST FAILED: $*" >&2

@@ -46,7 +46,6 @@ RECIPES = [
     SMOKE_TEST,
     PACKAGING / "linux_packages.py",
     WORKFLOW,
-    ROOT / "Makefile",
 ]
 PLATFORMS_OF_THE_DEMO = ("tts", "tektelic", "akenza", "thingpark", "drogue")
 
