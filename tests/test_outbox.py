@@ -414,3 +414,39 @@ async def test_the_windows_engine_and_a_flush_command_at_once_publish_each_entry
     finally:
         engine.close()
         sub.close()
+
+
+def test_after_the_engine_is_killed_the_window_gets_its_downlinks_again_and_sends_on(qtbot, loop, broker):
+    from app import platforms
+    from ui.bridge import SessionBridge
+
+    topic = f"dl/engine-lost/{new_downlink_id()}"
+    sub = Subscriber(broker.ports.plain, topic)
+    generic = platforms.get("generic")
+    profile = {"url": f"mqtt://127.0.0.1:{broker.ports.plain}", "topics": "nothing/here", "qos": 1}
+    bridge = SessionBridge()
+    bridge.heartbeat_timeout = 2.0
+    changed: list[dict] = []
+    bridge.downlink_changed.connect(changed.append)
+
+    async def scenario():
+        await bridge.connect_to(generic.connection(profile), "generic", profile, history_name=f"lost-{topic}")
+        await until(lambda: bridge.connected)
+        first = await bridge.send_downlink(message(1, topic), {"platform": "generic"})
+        await until(lambda: any(e["id"] == first["id"] and e["state"] == "handed-over" for e in changed))
+        old = bridge.engine
+        os.kill(old.pid, signal.SIGKILL)
+        await until(lambda: bridge.engine is not None and bridge.engine is not old and bridge.connected, 20)
+        seen = len(changed)
+        await until(lambda: any(e["id"] == first["id"] for e in changed[seen:]))  # announced again
+        second = await bridge.send_downlink(message(2, topic), {"platform": "generic"})
+        await until(lambda: any(e["id"] == second["id"] and e["state"] == "handed-over" for e in changed))
+        await until(lambda: len(sub.got) >= 2)
+        await asyncio.sleep(0.3)
+        assert sub.got == [b"0001", b"0002"]
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        bridge.shutdown()
+        sub.close()

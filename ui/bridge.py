@@ -228,6 +228,15 @@ class SessionBridge(QObject):
             self._on_event_state(StateChange(SessionState.FAILED, error=failure))
 
         spawn(self.session.start(), failed)
+        if self.outbox_key is not None:
+            spawn(self._resend_downlinks())
+
+    async def _resend_downlinks(self) -> None:
+        """After an engine was replaced: every entry again, so a change the lost engine stored but
+        could not announce still reaches the window."""
+        entries = await self.downlinks()
+        with self._downlinks_lock:
+            self._downlinks_pending.extend(entries)
 
     async def disconnect_from(self) -> None:
         session, self.session = self.session, None
