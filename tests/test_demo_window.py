@@ -279,3 +279,36 @@ def test_closing_the_window_while_the_demo_starts_leaves_no_process(qtbot, loop,
     assert window.demo.state == "idle" and window.demo.demo is None
     assert processes_using(tmp_path / "data") == []
     assert not any(k.startswith("demo:") for k in window.pages)
+
+
+def test_a_demo_that_cannot_start_says_why_on_the_welcome_page_with_try_again(qtbot, loop, tmp_path, monkeypatch):
+    from ui.main_window import MainWindow
+
+    monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv(embedded_broker.CHOICE_ENV, "amqtt")
+    monkeypatch.setitem(sys.modules, "amqtt.broker", None)  # as if amqtt were not installed
+    store, secrets = _stores(tmp_path)
+    window = MainWindow(profiles=store, secrets=secrets)
+    qtbot.addWidget(window)
+    window.show()
+    window.demo.start()
+
+    async def failed():
+        await until(lambda: window.demo.state == "failed", 20)
+
+    loop.run_until_complete(failed())
+    banner = window.demo.banner
+    assert banner.isVisible() and banner.retry_button.isVisible() and not banner.stop_button.isVisible()
+    assert banner.text_shown.startswith("The demo could not start.") and "amqtt" in banner.text_shown
+    assert "Traceback" not in banner.text_shown and window.demo.keys == []
+    assert window.welcome.demo_button.isEnabled() and window.welcome.demo_button.text() == "Open the demo"
+    monkeypatch.delitem(sys.modules, "amqtt.broker")
+    banner.retry_button.click()  # amqtt is back: the demo starts
+
+    async def running():
+        await until(lambda: window.demo.state == "running", 30)
+
+    loop.run_until_complete(running())
+    assert window.demo.demo.broker.kind == "amqtt" and not banner.retry_button.isVisible()
+    window.close()
+    assert processes_using(tmp_path / "data") == []

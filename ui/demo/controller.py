@@ -215,8 +215,7 @@ class DemoController(QObject):
 
     def _failed(self, sentence: str) -> None:
         self.error = sentence
-        self._set_state("failed")
-        self.window.show_error(f"The demo could not start: {sentence}")
+        self._set_state("failed")  # the banner says why, with Try again
 
     def _open_connection(self, connection: dict):
         """One of the demo's connections (app.demo's dict), on a page of its own, connecting."""
@@ -268,10 +267,15 @@ class DemoController(QObject):
         self.state_changed.emit(state)
 
     def _update_banner(self) -> None:
-        """Shown while the demo starts, stops or failed, and above the demo's own connections."""
+        """Shown while the demo starts or stops, above the demo's own connections, and on the
+        welcome page when it could not start (not above the user's own connections)."""
         current = self.window.current
         on_demo = current is not None and is_demo_key(current.key)
-        shown = self.state in ("starting", "stopping", "failed") or (self.state == "running" and on_demo)
+        shown = (
+            self.state in ("starting", "stopping")
+            or (self.state == "running" and on_demo)
+            or (self.state == "failed" and current is None)
+        )
         self.banner.setVisible(shown)
 
     # ----- the sidebar
