@@ -4,8 +4,9 @@
 # checks both: packaging/smoke-test.sh on the folder, then a silent per-user install into a
 # temporary folder, the same smoke test on the installed copy, and a silent uninstall.
 #
-#   powershell -ExecutionPolicy Bypass -File packaging\build-windows.ps1 [-Python C:\path\python.exe] [-SkipSmokeTest]
+#   pwsh -File packaging\build-windows.ps1 [-Python C:\path\python.exe] [-SkipSmokeTest]
 #
+# PowerShell 7.3 or later (pwsh): it passes the quoted signtool command line to ISCC intact.
 # Needs: Python 3.12 (default: .venv, made with the py launcher when missing), Inno Setup 6
 # (ISCC.exe; installed with Chocolatey when missing), Git for Windows (its bash runs the smoke test).
 # Signing hook (skipped when unset): WINDOWS_SIGN_CERT_FILE (a .pfx) and WINDOWS_SIGN_CERT_PASSWORD;
@@ -85,13 +86,15 @@ if (-not $SkipSmokeTest) {
     Invoke-Native $bash @("packaging/smoke-test.sh", "dist/uplink-console/uplink-console-cli.exe")
 
     $target = Join-Path ([System.IO.Path]::GetTempPath()) "uplink-console-smoke-$PID"
-    $install = Start-Process -Wait -PassThru -FilePath $setup -ArgumentList @(
+    # Start-Process resolves a relative path against the process's folder, not Set-Location's.
+    $install = Start-Process -Wait -PassThru -FilePath (Resolve-Path $setup).Path -ArgumentList @(
         "/VERYSILENT", "/SUPPRESSMSGBOXES", "/NORESTART", "/CURRENTUSER", "/DIR=`"$target`"", "/LOG=`"$target.log`"")
     if ($install.ExitCode -ne 0) { Get-Content "$target.log" -Tail 40; throw "the installer exited $($install.ExitCode)" }
     foreach ($exe in @("uplink-console.exe", "uplink-console-cli.exe")) {
         if (-not (Test-Path "$target\$exe")) { throw "the installer put no $exe in $target" }
     }
-    Invoke-Native $bash @("packaging/smoke-test.sh", ($target -replace '\\', '/') + "/uplink-console-cli.exe")
+    $installedCli = ($target -replace '\\', '/') + "/uplink-console-cli.exe"
+    Invoke-Native $bash @("packaging/smoke-test.sh", $installedCli)
     $uninstall = Start-Process -Wait -PassThru -FilePath "$target\unins000.exe" -ArgumentList @("/VERYSILENT", "/SUPPRESSMSGBOXES", "/NORESTART")
     if ($uninstall.ExitCode -ne 0) { throw "the uninstaller exited $($uninstall.ExitCode)" }
 }

@@ -1,4 +1,4 @@
-; Inno Setup 6 script: the Windows installer of Uplink Console, made from the PyInstaller folder
+; Inno Setup 6.3+ script (x64compatible): the Windows installer of Uplink Console, made from the PyInstaller folder
 ; dist\uplink-console\ (packaging\uplink-console.spec). packaging\build-windows.ps1 runs it as
 ;
 ;   ISCC.exe /DAppVersion=<packaging\version.py> packaging\windows\uplink-console.iss
