@@ -47,7 +47,8 @@ RECIPES = [
     PACKAGING / "linux_packages.py",
     WORKFLOW,
 ]
-PLATFORMS_OF_THE_DEMO = ("tts", "tektelic", "akenza", "thingpark", "drogue")
+# The console script pip installed next to this Python (the development install).
+DEV_CONSOLE = Path(sys.executable).parent / "uplink-console"
 
 
 def pyproject() -> dict:
@@ -391,7 +392,7 @@ def test_the_deb_and_tarball_install_a_launcher_that_runs_the_program(tmp_path):
     (folder / "_internal" / "data.txt").write_text("kept\n")
     program = folder / lp.EXE_NAME
     # The development console stands in for the frozen one (same command line).
-    program.write_text(f'#!/bin/sh\nexec "{ROOT / ".venv" / "bin" / "uplink-console"}" "$@"\n')
+    program.write_text(f'#!/bin/sh\nexec "{DEV_CONSOLE}" "$@"\n')
     program.chmod(0o700)
     out = tmp_path / "out"
     out.mkdir()
@@ -433,7 +434,7 @@ def run_smoke_test(exe: str, seconds: str, **env) -> subprocess.CompletedProcess
 
 
 def test_the_smoke_test_passes_on_the_development_console_and_fails_loudly_otherwise(tmp_path):
-    exe = str(ROOT / ".venv" / "bin" / "uplink-console")
+    exe = str(DEV_CONSOLE)
     version = importlib.metadata.version("uplink-console")
     passed = run_smoke_test(exe, "15", EXPECTED_VERSION=version)
     assert passed.returncode == 0, passed.stdout + passed.stderr
