@@ -435,9 +435,9 @@ def test_after_the_engine_is_killed_the_window_gets_its_downlinks_again_and_send
         first = await bridge.send_downlink(message(1, topic), {"platform": "generic"})
         await until(lambda: any(e["id"] == first["id"] and e["state"] == "handed-over" for e in changed))
         old = bridge.engine
+        seen = len(changed)
         os.kill(old.pid, signal.SIGKILL)
         await until(lambda: bridge.engine is not None and bridge.engine is not old and bridge.connected, 20)
-        seen = len(changed)
         await until(lambda: any(e["id"] == first["id"] for e in changed[seen:]))  # announced again
         second = await bridge.send_downlink(message(2, topic), {"platform": "generic"})
         await until(lambda: any(e["id"] == second["id"] and e["state"] == "handed-over" for e in changed))
