@@ -57,6 +57,11 @@ FLOAT_COLS = ("ts", "rssi", "snr")
 STR_COLS = ("platform", "kind", "application_id", "device_id", "dev_eui", "dev_addr", "gateway_id", "error", "topic")
 BYTES_COLS = ("payload", "decoded")
 INTERNED = ("platform", "kind", "application_id", "device_id", "dev_eui", "dev_addr", "gateway_id", "topic")
+# Per-row flags the store keeps beside ROW_FIELDS, one byte a row (array('B'), 0/1). They are not
+# in the row tuple: the history's table and every parser's row are built from ROW_FIELDS, and a
+# file written before a flag existed must stay readable. A batch without a flag's column means 0.
+#   dup: the broker delivered the message with the MQTT DUP flag (a QoS 1/2 redelivery).
+FLAG_COLS = ("dup",)
 
 
 _N_FIELDS = len(ROW_FIELDS)
@@ -139,10 +144,14 @@ class _Unfit(Exception):
     """A batch with a value the columns cannot hold: columns_from_rows repairs it row by row."""
 
 
-def columns_from_rows(rows: list[tuple]) -> dict:
+def columns_from_rows(rows: list[tuple], dup=None) -> dict:
     """Rows (tuples in ROW_FIELDS order, None for missing) -> normalized columns + device keys,
     ready for EventStore.append_columns: numbers as array('q')/array('d') (one buffer each across
     the process pipe, a memcpy into the store), text and bytes as lists.
+
+    dup: one truth value per row (the MQTT DUP flag of the message the row came from), or None
+    when no row was redelivered; given, the batch has a "dup" column (array('B') of 0/1). A
+    row repaired into an error row keeps its flag: it is still the same message.
 
     Runs in the engine process, so the GUI process only extends arrays. Never produces what
     append_columns cannot take: a row with a value the table cannot hold (an integer beyond 64
@@ -155,6 +164,18 @@ def columns_from_rows(rows: list[tuple]) -> dict:
     when one of those fails (benchmarks/parse_fast.py measures a 4,000-row batch)."""
     if not rows:
         return {}
+    flags = None
+    if dup is not None:
+        flags = array("B", map(bool, dup))
+        if len(flags) != len(rows):
+            raise ValueError(f"A batch of {len(rows):,} rows came with {len(flags):,} DUP flags.")
+    cols = _columns_repaired(rows)
+    if flags is not None:
+        cols["dup"] = flags
+    return cols
+
+
+def _columns_repaired(rows: list[tuple]) -> dict:
     try:
         return _columns(rows, checked=False)
     except Exception:
@@ -312,6 +333,8 @@ class EventStore:
             self.cols[name] = array("d")
         for name in (*STR_COLS, *BYTES_COLS):
             self.cols[name] = []
+        for name in FLAG_COLS:
+            self.cols[name] = array("B")
         self._intern: dict = {}
         self.device_index: dict[str, array] = {}  # device key -> absolute positions
         self.total_appended = 0
@@ -331,7 +354,7 @@ class EventStore:
         All or nothing: a batch with a column missing or of another length, or a value a column
         cannot take, raises ValueError with a sentence, and the columns, the device index and
         total_appended are as they were. trim=False leaves trimming to an explicit `trim()`, so a
-        Qt model can announce it."""
+        Qt model can announce it. A flag column (FLAG_COLS) the batch does not have is all 0."""
         if not batch:
             return 0
         try:
@@ -339,6 +362,10 @@ class EventStore:
             for name in (*ROW_FIELDS, "device_key"):
                 if len(batch[name]) != n:
                     raise ValueError(f"its {name} column has {len(batch[name]):,} values, not {n:,}")
+            for name in FLAG_COLS:
+                flags = batch.get(name)
+                if flags is not None and len(flags) != n:
+                    raise ValueError(f"its {name} column has {len(flags):,} values, not {n:,}")
         except (KeyError, TypeError, ValueError) as exc:
             what = f"it has no {exc.args[0]} column" if isinstance(exc, KeyError) else str(exc)
             raise ValueError(f"A batch of rows could not be added to the table: {what}.") from None
@@ -358,6 +385,14 @@ class EventStore:
             c["error"].extend(batch["error"])
             c["payload"].extend(batch["payload"])
             c["decoded"].extend(batch["decoded"])
+            for name in FLAG_COLS:
+                flags = batch.get(name)
+                if flags is None:
+                    c[name].frombytes(bytes(n))
+                elif type(flags) is array and flags.typecode == "B":
+                    c[name].extend(flags)
+                else:  # a list of bools or ints from elsewhere: 0/1, nothing else
+                    c[name].extend(map(bool, flags))
             for pos, key in zip(count(start), batch["device_key"]):
                 if key is not None:
                     positions = index.get(key)
@@ -443,6 +478,10 @@ class EventStore:
 
     def row(self, pos: int) -> dict:
         return {name: self.value(pos, name) for name in ROW_FIELDS}
+
+    def is_dup(self, pos: int) -> bool:
+        """Whether the row's message came with the MQTT DUP flag (a broker redelivery)."""
+        return bool(self.cols["dup"][pos - self.base])
 
     def matching(self, flt: Filter, start: int | None = None) -> array:
         """Absolute positions of the rows that pass flt, in order (start: only from there on)."""
