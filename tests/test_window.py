@@ -153,7 +153,7 @@ def test_smoke_test_prints_its_line_connected(broker, topic):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()
     line = json.loads(out.decode().strip().splitlines()[-1])
-    assert set(line) == {"rows", "first_row_at", "last_row_at", "stall_p99_ms", "rss_mb"}
+    assert set(line) >= {"rows", "first_row_at", "last_row_at", "stall_p99_ms", "rss_mb", "platforms"}
     assert line["rows"] == 500
     assert line["first_row_at"] <= line["last_row_at"]
     assert 0 <= line["stall_p99_ms"] < 2000  # loose: the tight numbers belong to the benchmark
@@ -169,6 +169,8 @@ def test_several_connections_stay_open_at_once_and_switching_loses_nothing(
     from ui.main_window import MainWindow
 
     monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path))
+    # A config folder of its own: other tests save connections in the run's, which the sidebar lists.
+    monkeypatch.setenv("UPLINK_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
     window = MainWindow()
     qtbot.addWidget(window)
     window.show()
