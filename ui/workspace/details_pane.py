@@ -364,6 +364,21 @@ class _Placeheld(QStackedWidget):
         return self.currentIndex() == 1
 
 
+DUP_LINE = "⟳  Redelivered by the broker (MQTT DUP flag): this message may have been shown once already."
+REPEAT_LINE = "⟳  Same device and frame counter as an earlier row: a duplicate the platform forwarded again."
+
+
+def redelivery_lines(row: dict) -> list[str]:
+    """The details pane's lines about a row delivered twice ("dup": the MQTT DUP flag; "repeat":
+    a platform-level duplicate, same device and frame counter as an earlier row)."""
+    lines = []
+    if row.get("dup"):
+        lines.append(DUP_LINE)
+    if row.get("repeat"):
+        lines.append(REPEAT_LINE)
+    return lines
+
+
 class DetailsPane(QWidget):
     """show_event(row, raw): row is EventStore.row(pos) (a dict of ROW_FIELDS); raw is the stored
     message (topic, payload, properties, received_at, correlation_ids) or None."""
@@ -388,6 +403,11 @@ class DetailsPane(QWidget):
         self.error.setObjectName("warning")
         self.error.setStyleSheet(warning_style(self.palette()))
         self.error.hide()
+        # A message the broker delivered again (MQTT DUP flag) or a frame counter seen before.
+        self.redelivery = _selectable(QLabel())
+        self.redelivery.setObjectName("hint")
+        self.redelivery.setWordWrap(True)
+        self.redelivery.hide()
 
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -407,6 +427,7 @@ class DetailsPane(QWidget):
         header.addWidget(self.subheader)
         lay.addLayout(header)
         lay.addWidget(self.error)
+        lay.addWidget(self.redelivery)
         lay.addWidget(self.tabs, 1)
 
         self.stack = QStackedWidget()
@@ -515,6 +536,9 @@ class DetailsPane(QWidget):
         error = row.get("error")
         self.error.setText(f"⚠  {error}" if error else "")
         self.error.setVisible(bool(error))
+        notes = redelivery_lines(row)
+        self.redelivery.setText("\n".join(notes))
+        self.redelivery.setVisible(bool(notes))
         self._stale = set(range(self.tabs.count()))
         self._render_tab(self.tabs.currentIndex())
 

@@ -1,10 +1,12 @@
-"""Filter and search over the uplink table: device, kind, FPort, gateway, free text."""
+"""Filter and search over the uplink table: device, kind, FPort, gateway, free text (or a regular
+expression: the ".*" button), "Hide duplicates" with the count of rows it hides, and "All history"
+(the search also reads the connection's history on disk)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QAction, QIntValidator
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QMenu, QToolButton, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QMenu, QToolButton, QWidget
 
 from app.events import KINDS
 from app.store import Filter
@@ -45,6 +47,22 @@ class FilterBar(QWidget):
         self.text.setPlaceholderText("search payload hex, decoded values, device, topic, errors…")
         self.text.setClearButtonEnabled(True)
         self.text.setMinimumWidth(240)
+        self.regex = QToolButton()
+        self.regex.setText(".*")
+        self.regex.setCheckable(True)
+        self.regex.setToolTip("A regular expression (any case; ^ and $ match at the start and end of each field)")
+        self.regex.toggled.connect(lambda *_: self.apply())
+        self.all_history = QCheckBox("All history")
+        self.all_history.setToolTip("Also search the rows of this connection's history on disk, beyond those in memory")
+        self.all_history.toggled.connect(lambda *_: self.apply())
+        self.hide_duplicates = QCheckBox("Hide duplicates")
+        self.hide_duplicates.setToolTip(
+            "Leave out rows delivered twice: redelivered by the broker (MQTT DUP flag), or with the same device "
+            "and frame counter as an earlier row. They are kept, only not shown."
+        )
+        self.hide_duplicates.toggled.connect(lambda *_: self.apply())
+        self.hidden = QLabel()
+        self.hidden.setObjectName("hint")
         self.result = QLabel()
         self.result.setObjectName("hint")
         self._debounce = QTimer(self)
@@ -63,7 +81,11 @@ class FilterBar(QWidget):
         lay.addWidget(self.f_port)
         lay.addWidget(self.gateway)
         lay.addWidget(self.text, 1)
+        lay.addWidget(self.regex)
+        lay.addWidget(self.all_history)
         lay.addWidget(self.result)
+        lay.addWidget(self.hide_duplicates)
+        lay.addWidget(self.hidden)
 
     def _kinds_toggled(self, *_):
         chosen = [KIND_LABELS.get(k, k) for k, a in self.kind_actions.items() if a.isChecked()]
@@ -79,6 +101,22 @@ class FilterBar(QWidget):
             gateway=self.gateway.text().strip() or None,
             text=self.text.text().strip(),
         )
+
+    @property
+    def regex_on(self) -> bool:
+        return self.regex.isChecked()
+
+    @property
+    def duplicates_hidden(self) -> bool:
+        return self.hide_duplicates.isChecked()
+
+    @property
+    def history_on(self) -> bool:
+        return self.all_history.isChecked()
+
+    def show_hidden(self, count: int) -> None:
+        """The rows "Hide duplicates" hides now (shown only while it is on)."""
+        self.hidden.setText(f"{count:,} hidden" if self.duplicates_hidden else "")
 
     def apply(self) -> None:
         self.filter_changed.emit(self.current())

@@ -101,6 +101,7 @@ class PlatformWorkspace(QWidget):
         self.devices.device_selected.connect(self.select_device)
         self.model.rows_changed.connect(self._update_count)
         self.model.rows_rejected.connect(self._rows_rejected)
+        self.model.search_state.connect(self._search_state)
         self._devices_pending: list[dict] = []
         self._devices_timer = QTimer(self)
         self._devices_timer.setSingleShot(True)
@@ -165,10 +166,29 @@ class PlatformWorkspace(QWidget):
 
     # ----- actions
     def apply_filter(self, flt: Filter) -> None:
+        from app.search import QueryError
+
+        bar = self.filter_bar
         t0 = time.perf_counter()
-        self.model.set_filter(flt)
+        try:
+            self.model.set_filter(flt, regex=bar.regex_on, hide_duplicates=bar.duplicates_hidden)
+        except QueryError as exc:
+            bar.result.setText("invalid expression")
+            bar.result.setToolTip(str(exc))
+            self.notice.emit("search", str(exc))
+            return
+        self.notice.emit("search", None)
+        bar.result.setToolTip("")
         ms = (time.perf_counter() - t0) * 1000
-        self.filter_bar.result.setText(f"{ms:.0f} ms" if not flt.is_empty else "")
+        bar.result.setText("searching…" if self.model.searching else (f"{ms:.0f} ms" if not flt.is_empty else ""))
+        bar.show_hidden(self.model.duplicates_in_memory)
+
+    def _search_state(self, running: bool, progress: float) -> None:
+        bar = self.filter_bar
+        if running:
+            bar.result.setText(f"searching… {progress:.0%}")
+        elif self.model.search_seconds is not None:
+            bar.result.setText(f"{self.model.search_seconds * 1000:.0f} ms")
 
     def select_device(self, key) -> None:
         self.filter_bar.set_device(key)
@@ -188,6 +208,8 @@ class PlatformWorkspace(QWidget):
             self.details.show_event(None)
             return
         row = self.store.row(pos)
+        row["dup"] = self.store.is_dup(pos)
+        row["repeat"] = self.model.is_repeat(pos)
         raw = None
         if self.history is not None and row.get("id") is not None:
             try:
@@ -202,6 +224,8 @@ class PlatformWorkspace(QWidget):
     def _retry_details(self, pos: int) -> None:
         if self.view.selected_position() == pos and pos >= self.store.base:
             row = self.store.row(pos)
+            row["dup"] = self.store.is_dup(pos)
+            row["repeat"] = self.model.is_repeat(pos)
             try:
                 raw = self.history.raw(row["id"]) if self.history is not None else None
             except Exception:  # noqa: BLE001
@@ -239,6 +263,8 @@ class PlatformWorkspace(QWidget):
         if self.model.paused:
             text += f" · paused, {self.model.held_rows:,} waiting"
         self.count_label.setText(text + f" · {len(self.tracker):,} devices")
+        if self.filter_bar.duplicates_hidden:
+            self.filter_bar.show_hidden(self.model.duplicates_in_memory)
 
     def _refresh_devices_list(self) -> None:
         self._take_devices()

@@ -3,6 +3,15 @@
 The model is a window onto an EventStore (app/store.py): no per-row Python objects, display
 text built only for visible cells (one multiData call per cell), inserts and trims announced
 once per batch. A filter turns the model into a view of matching absolute positions.
+
+Free-text search runs through app.search (an index kept up as rows arrive) in slices on the GUI
+loop: a slice takes at most SEARCH_SLICE seconds, matches are shown newest first (older ones are
+inserted above as the search goes back in time, at most every SEARCH_PUBLISH seconds), and a new
+filter drops the search in flight. Rows arriving meanwhile are matched as they are announced.
+
+Rows delivered twice are marked, never dropped: a row with the MQTT DUP flag, and a platform-level
+duplicate (same device and frame counter as one of the device's last REPEAT_WINDOW uplinks), say
+so in the Kind column; "hide duplicates" leaves both out of the view and counts them.
 """
 
 from __future__ import annotations
@@ -13,17 +22,25 @@ import logging
 import math
 import time
 from array import array
+from collections import deque
 
+import numpy as np
 import orjson
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFontDatabase, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QStyledItemDelegate, QTableView
 
+from app.search import INDEX_SLICE, Query, SearchIndex, search_piece
 from app.store import NONE_INT, EventStore, Filter
 from ui.common.labels import KIND_COLORS, KIND_LABELS, PLATFORM_LABELS
 from ui.common.tables import FollowingTableView
 
 ANNOUNCE_INTERVAL = 0.2  # seconds between view inserts while rows stream in
+SEARCH_SLICE = 0.008  # seconds of search work per turn of the GUI loop
+SEARCH_PUBLISH = 0.15  # seconds between inserts of older matches while a search goes on
+REPEAT_WINDOW = 64  # uplinks of a device whose frame counters tell a platform-level duplicate
+DUP_TOOLTIP = "redelivered by the broker (MQTT DUP flag)"
+REPEAT_TOOLTIP = "same device and frame counter as an earlier row (a platform-level duplicate)"
 
 COLUMNS = (
     ("time", "Time"),
@@ -107,6 +124,7 @@ def _short(v, limit: int = 24) -> str:
 class UplinkTableModel(QAbstractTableModel):
     rows_changed = Signal()  # after every insert/trim/filter, for counters
     rows_rejected = Signal(int, str)  # rows the store refused so far, and why the last were
+    search_state = Signal(bool, float)  # a search is running, how far back it got (0..1)
 
     def __init__(self, store: EventStore | None = None, parent=None) -> None:
         self.rejected_rows = 0
@@ -134,6 +152,23 @@ class UplinkTableModel(QAbstractTableModel):
         self._announce_timer = QTimer(self)
         self._announce_timer.setSingleShot(True)
         self._announce_timer.timeout.connect(self.announce)
+        # Search: the index, the query of the current filter, the job in flight.
+        self.search_index = SearchIndex(self.store)
+        self.query: Query | None = None
+        self.hide_duplicates = False
+        self._job = None
+        self._job_end = 0  # rows from here on are matched as they are announced
+        self._pending: list[np.ndarray] = []  # older matches not inserted yet (newest first)
+        self._published_at = 0.0
+        self.search_started_at = 0.0
+        self.search_seconds: float | None = None  # how long the last search took to finish
+        self._work_timer = QTimer(self)
+        self._work_timer.setSingleShot(True)
+        self._work_timer.timeout.connect(self._work)
+        # Platform-level duplicates: absolute positions, and each device's recent frame counters.
+        self.repeats = array("q")
+        self._recent: dict[str, tuple[deque, set]] = {}
+        self._repeats_end = self.store.end
 
     # ----- Qt model API
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
@@ -169,7 +204,12 @@ class UplinkTableModel(QAbstractTableModel):
         if col == 1:
             return PLATFORM_LABELS.get(c["platform"][i], c["platform"][i])
         if col == 2:
-            return KIND_LABELS.get(c["kind"][i], c["kind"][i])
+            label = KIND_LABELS.get(c["kind"][i], c["kind"][i])
+            if c["dup"][i]:
+                return f"{label} · DUP"
+            if self.repeats and self.is_repeat(pos):
+                return f"{label} · again"
+            return label
         if col == 3:
             return c["device_id"][i] or ""
         if col == 4:
@@ -240,6 +280,13 @@ class UplinkTableModel(QAbstractTableModel):
         pos = self.position(index.row())
         if role == _DISPLAY:
             return self.display(pos, index.column())
+        if role == _TOOLTIP and index.column() == COL["kind"]:
+            notes = []
+            if self.store.is_dup(pos):
+                notes.append(DUP_TOOLTIP)
+            if self.is_repeat(pos):
+                notes.append(REPEAT_TOOLTIP)
+            return "; ".join(notes) or None
         if role == _TOOLTIP and index.column() in (COL["decoded"], COL["payload"]):
             i = pos - self.store.base
             if index.column() == COL["payload"]:
@@ -291,6 +338,8 @@ class UplinkTableModel(QAbstractTableModel):
         if added <= 0:
             return
         self._announced_end = store.end
+        self._find_repeats()
+        self._keep_index_up()
         now = time.monotonic()
         if self.first_row_at is None:
             self.first_row_at = now
@@ -302,7 +351,7 @@ class UplinkTableModel(QAbstractTableModel):
             self._count += added
             self.endInsertRows()
         else:
-            new = store.matching(self.filter, start=old_end)
+            new = self._matching_new(old_end, store.end)
             if len(new):
                 self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
                 self.visible.extend(new)
@@ -317,6 +366,9 @@ class UplinkTableModel(QAbstractTableModel):
             return
         new_base = store.base + excess
         self._decoded_cache.clear()
+        cut_repeats = bisect.bisect_left(self.repeats, new_base)
+        if cut_repeats:
+            del self.repeats[:cut_repeats]
         if self.visible is None:
             self.beginRemoveRows(QModelIndex(), 0, excess - 1)
             store.trim()
@@ -333,16 +385,213 @@ class UplinkTableModel(QAbstractTableModel):
             store.trim()
         self._count = len(store)
 
-    def set_filter(self, flt: Filter) -> None:
+    def set_filter(self, flt: Filter, regex: bool = False, hide_duplicates: bool | None = None) -> None:
+        """Shows the rows that pass flt (its text as a regular expression when regex). A text is
+        searched in slices (search_state tells when it is done); an invalid regular expression
+        raises app.search.QueryError before anything changes."""
+        query = Query(flt.text, regex) if flt.text else None
+        self._stop_search()
+        if hide_duplicates is not None:
+            self.hide_duplicates = hide_duplicates
         self.beginResetModel()
         self._count = len(self.store)
         self.rows_shown_total += self.store.end - max(self._announced_end, self.store.base)
         self._announced_end = self.store.end
+        self._find_repeats()
         self.filter = flt
-        self.visible = None if flt.is_empty else self.store.matching(flt)
+        self.query = query
+        self.search_seconds = None
+        if query is not None:
+            self.visible = array("q")
+            self._job_end = self.store.end
+            self.search_started_at = time.monotonic()
+            self._published_at = self.search_started_at
+            self._work_timer.start(0)
+        elif flt.is_empty and not self.hide_duplicates:
+            self.visible = None
+        else:
+            self.visible = self._without_duplicates(self.store.matching(flt))
         self._decoded_cache.clear()
         self.endResetModel()
         self.rows_changed.emit()
+        if query is not None:
+            self.search_state.emit(True, 0.0)
+
+    @property
+    def searching(self) -> bool:
+        return self.query is not None and self._work_timer.isActive()
+
+    def _stop_search(self) -> None:
+        self._work_timer.stop()
+        self._job = None
+        self._pending = []
+
+    def _work(self) -> None:
+        """One slice of the search in flight: index what is not indexed yet, then search pieces
+        newest first, for at most SEARCH_SLICE seconds; matches are inserted above the rows shown."""
+        query = self.query
+        if query is None:
+            return
+        index = self.search_index
+        t0 = time.monotonic()
+        deadline = t0 + SEARCH_SLICE
+        done = False
+        while time.monotonic() < deadline:
+            if self._job is None:
+                if index.end < self._job_end and index.behind:
+                    index.catch_up(min(INDEX_SLICE, self._job_end - index.end))
+                    continue
+                self._job = index.search(query)
+            job = self._job
+            if job.done:
+                done = True
+                break
+            found = job.step(self.store.base)
+            found = found[found < self._job_end]
+            if len(found):
+                self._pending.append(found)
+        if self._pending and (done or t0 - self._published_at >= SEARCH_PUBLISH):
+            self._publish_older()
+        if done:
+            self._job = None
+            self.search_seconds = time.monotonic() - self.search_started_at
+            self.rows_changed.emit()
+            self.search_state.emit(False, 1.0)
+            return
+        self._work_timer.start(0)
+        self.search_state.emit(True, self._job.progress if self._job is not None else 0.0)
+
+    def _publish_older(self) -> None:
+        pending, self._pending = self._pending, []
+        self._published_at = time.monotonic()
+        found = np.concatenate(pending[::-1])
+        found = found[found >= self.store.base]
+        positions = self._without_duplicates(self._other_conditions(found))
+        if not len(positions) or self.visible is None:
+            return
+        older = array("q")
+        older.frombytes(np.ascontiguousarray(positions, dtype=np.int64).tobytes())
+        self.beginInsertRows(QModelIndex(), 0, len(older) - 1)
+        older.extend(self.visible)
+        self.visible = older
+        self.endInsertRows()
+        self.rows_changed.emit()
+
+    def _other_conditions(self, positions: np.ndarray) -> np.ndarray:
+        """positions (ascending) that also pass the filter's conditions besides its text."""
+        flt = self.filter
+        if flt.device is not None:
+            keyed = self.store.device_index.get(flt.device)
+            if keyed is None:
+                return positions[:0]
+            positions = positions[np.isin(positions, np.frombuffer(keyed, dtype=np.int64), assume_unique=True)]
+        if flt.kinds or flt.f_port is not None or flt.gateway:
+            store = self.store
+            keep = store._row_test(Filter(kinds=flt.kinds, f_port=flt.f_port, gateway=flt.gateway))
+            base = store.base
+            positions = np.fromiter((p for p in positions.tolist() if keep(p - base)), dtype=np.int64)
+        return positions
+
+    def _matching_new(self, lo: int, hi: int) -> array:
+        """The rows lo..hi-1 (just announced) that pass the filter, as the view shows them."""
+        if self.query is None:
+            return self._without_duplicates(self.store.matching(self.filter, start=lo))
+        index = self.search_index
+        while index.behind and index.end < hi:
+            index.catch_up(hi - index.end)
+        tables = index.lookup(self.query)
+        parts = []
+        for piece in reversed(index.pieces):
+            if piece.end <= lo:
+                break
+            found = search_piece(piece, self.query, tables)
+            parts.append(found[(found >= lo) & (found < hi)])
+        found = np.concatenate(parts[::-1]) if parts else np.empty(0, dtype=np.int64)
+        positions = self._without_duplicates(self._other_conditions(found))
+        out = array("q")
+        out.frombytes(np.ascontiguousarray(positions, dtype=np.int64).tobytes())
+        return out
+
+    def _keep_index_up(self) -> None:
+        """Indexes the rows just announced (a flood's backlog in slices, from the work timer)."""
+        if self.query is None or not self.searching:
+            self.search_index.catch_up(INDEX_SLICE)
+            if self.search_index.behind and not self._work_timer.isActive():
+                QTimer.singleShot(0, self._index_more)
+
+    def _index_more(self) -> None:
+        if self.search_index.behind:
+            self.search_index.catch_up(INDEX_SLICE)
+            if self.search_index.behind:
+                QTimer.singleShot(0, self._index_more)
+
+    # ----- duplicates
+    def _find_repeats(self) -> None:
+        """Marks the uplinks announced since that repeat a frame counter of one of the device's
+        last REPEAT_WINDOW uplinks (a join starts the device's counters afresh)."""
+        store = self.store
+        lo = max(self._repeats_end, store.base)
+        hi = store.end
+        self._repeats_end = hi
+        if hi <= lo:
+            return
+        c = store.cols
+        i0, i1 = lo - store.base, hi - store.base
+        recent = self._recent
+        found = self.repeats
+        pos = lo
+        kinds, counters_col = c["kind"][i0:i1], c["f_cnt"][i0:i1]
+        euis, ids = c["dev_eui"][i0:i1], c["device_id"][i0:i1]
+        for kind, fc, eui, dev in zip(kinds, counters_col, euis, ids, strict=True):
+            if kind == "uplink" and fc != NONE_INT:
+                key = eui or dev
+                seen = recent.get(key)
+                if seen is None:
+                    seen = recent[key] = (deque(), set())
+                order, counters = seen
+                if fc in counters:
+                    found.append(pos)
+                else:
+                    order.append(fc)
+                    counters.add(fc)
+                    if len(order) > REPEAT_WINDOW:
+                        counters.discard(order.popleft())
+            elif kind == "join":
+                recent.pop(eui or dev, None)
+            pos += 1
+
+    def is_repeat(self, pos: int) -> bool:
+        i = bisect.bisect_left(self.repeats, pos)
+        return i < len(self.repeats) and self.repeats[i] == pos
+
+    def duplicate_positions(self) -> np.ndarray:
+        """Absolute positions (ascending) of the rows in memory delivered twice: the DUP flag or a
+        platform-level repeat."""
+        store = self.store
+        flagged = np.flatnonzero(np.frombuffer(store.cols["dup"], dtype=np.uint8)) + store.base
+        repeats = np.frombuffer(self.repeats, dtype=np.int64) if len(self.repeats) else np.empty(0, dtype=np.int64)
+        if not len(repeats):
+            return flagged
+        return np.union1d(flagged, repeats[repeats >= store.base])
+
+    @property
+    def duplicates_in_memory(self) -> int:
+        return len(self.duplicate_positions())
+
+    def _without_duplicates(self, positions):
+        """positions (array('q') or numpy, ascending) without the duplicates when they are hidden."""
+        if not self.hide_duplicates:
+            return positions
+        dups = self.duplicate_positions()
+        if not len(dups) or not len(positions):
+            return positions
+        values = np.frombuffer(positions, dtype=np.int64) if isinstance(positions, array) else positions
+        kept = values[~np.isin(values, dups, assume_unique=True)]
+        if isinstance(positions, array):
+            out = array("q")
+            out.frombytes(np.ascontiguousarray(kept).tobytes())
+            return out
+        return kept
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
@@ -355,11 +604,16 @@ class UplinkTableModel(QAbstractTableModel):
         return sum(len(b.get("ts", ())) for b in self._held)
 
     def clear(self) -> None:
+        self._stop_search()
         self.beginResetModel()
         self.store.clear()
         self._count = 0
         self._announced_end = self.store.end
-        self.visible = None if self.filter.is_empty else array("q")
+        self._repeats_end = self.store.end
+        del self.repeats[:]
+        self._recent.clear()
+        self.search_index.catch_up(0)
+        self.visible = None if self.filter.is_empty and not self.hide_duplicates else array("q")
         self._held.clear()
         self.endResetModel()
         self.rows_changed.emit()

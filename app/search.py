@@ -1,0 +1,427 @@
+"""Search that answers while you type: free text (any case) or a regular expression over the
+uplink table's payload hex, decoded values, device ids, DevEUIs, topics, gateways and errors.
+
+Why this shape (measured here, 2 cores, 1,000,000 simulated TTS uplinks of a 400-device fleet,
+benchmarks/search_options.py prints these numbers):
+- Today's search (EventStore.matching) scans every row's fields per keystroke: 580-1,300 ms, on
+  the GUI thread. One per-row pass of `bytes.lower() + in` over the decoded column alone (the
+  reference the bench divides by) is ~640 ms.
+- A joined lowercase buffer (each row's decoded JSON, payload hex and error, 66 MB for 1M rows)
+  searched with bytes.find/count: 18-70 ms per search, a full pass however rare the text. At the
+  limit of "10x faster" on its own, and regex passes over it are slower (re.finditer ~80 ms for a
+  common word, more for classes).
+- The same buffer searched with numpy (a vector compare per needle byte): 75-80 ms. No better.
+- SQLite FTS5 (trigram tokenizer, which substring search needs) over the history: an index ~3x
+  the text, written by the engine on its hot path for every row, and matching needs a query
+  per keystroke through SQLite; it answers "which rows on disk", not "which rows in the table".
+  The history search ("search all history") reads the file directly instead (HistoryReader).
+- Chosen: the joined buffer, cut into pieces of up to PIECE_ROWS rows, each with a 256-bit
+  signature per row (which hashed character pairs the row's text holds; built with numpy, ~0.3
+  us a row) and, for the columns that repeat a few thousand values (device id, DevEUI, topic,
+  gateway), one small integer code per row. A search tests each distinct repeated value once
+  (a lookup table, then one numpy gather per piece) and keeps only the rows whose signature holds
+  every pair of the needle before it looks at their text: a rare value, a device id, a payload
+  fragment or nothing found in 5-20 ms at 1M rows (~0.01-0.03 of the reference); a word in every
+  row of a device type ~100 ms (the cost is then the matching rows themselves). A regex makes
+  one pass over the buffer per piece. Building the index costs ~1-1.5 us per appended row, in
+  slices of at most INDEX_SLICE rows on the GUI thread (`SearchIndex.catch_up`), ~66 + 32 + 24
+  bytes a row of memory.
+- Pieces are searched newest first, one piece per step (`SearchJob.step`), so the caller runs a
+  search in slices between repaints, shows the newest matches first and drops a job the moment
+  the text changes: nothing here blocks for more than a piece.
+
+Everything is Qt-free; ui/workspace drives it from a timer. Rows appended after a job started are
+matched row by row (`Query.matches_row`), which is also the reference the tests compare with.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.store import NONE_INT, EventStore
+
+PIECE_ROWS = 16_384  # rows per index piece: one search step, ~1 MB of text
+INDEX_SLICE = 4_096  # most rows indexed in one catch_up slice (~5 ms)
+CODED = ("device_id", "dev_eui", "topic", "gateway_id")  # repeated values, tested once each
+TEXT = ("decoded", "payload", "error")  # per-row text, in the buffer
+FIELD_SEP = b"\n"  # between the fields of a row (and after its last): ^ and $ of a regex match there
+_SIG_BITS = 256  # signature bits a row
+_VERIFY_SHARE = 8  # more than 1/_VERIFY_SHARE of a piece's rows are candidates: scan the piece text
+
+
+def _pair_hash() -> np.ndarray:
+    pairs = np.arange(65536, dtype=np.uint64)
+    return ((pairs * np.uint64(2654435761)) >> np.uint64(13)).astype(np.uint8)  # 0..255
+
+
+_PAIR_HASH = _pair_hash()
+
+
+class QueryError(ValueError):
+    """The search text cannot be used (an invalid regular expression); str() is a sentence."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """What the user typed: text (matched in any case) or a regular expression (regex=True)."""
+
+    text: str
+    regex: bool = False
+    needle: bytes = field(init=False, repr=False, compare=False)
+    pattern: re.Pattern | None = field(init=False, repr=False, compare=False)  # bytes, for the buffer
+    str_pattern: re.Pattern | None = field(init=False, repr=False, compare=False)  # for coded values
+
+    def __post_init__(self) -> None:
+        needle = self.text.lower().encode("utf-8", "surrogatepass")
+        pattern = str_pattern = None
+        if self.regex:
+            try:
+                pattern = re.compile(self.text.encode("utf-8", "surrogatepass"), re.IGNORECASE | re.MULTILINE)
+                str_pattern = re.compile(self.text, re.IGNORECASE | re.MULTILINE)
+            except re.error as exc:
+                raise QueryError(
+                    f"The regular expression is not valid ({exc.msg} at position {exc.pos}); "
+                    "correct it or switch the .* button off to search for the text as typed."
+                ) from None
+        object.__setattr__(self, "needle", needle)
+        object.__setattr__(self, "pattern", pattern)
+        object.__setattr__(self, "str_pattern", str_pattern)
+
+    @property
+    def empty(self) -> bool:
+        return not self.text
+
+    def value_matches(self, value: str | None) -> bool:
+        """Whether one repeated value (a device id, a topic …) matches."""
+        if not value:
+            return False
+        if self.str_pattern is not None:
+            return self.str_pattern.search(value) is not None
+        return self.text.lower() in value.lower()
+
+    def text_matches(self, text: bytes, start: int = 0, end: int | None = None) -> bool:
+        """Whether a row's lowercase text (row_text) matches."""
+        end = len(text) if end is None else end
+        if self.pattern is not None:
+            return self.pattern.search(text, start, end) is not None
+        return text.find(self.needle, start, end) >= 0
+
+    def matches_row(self, row: dict) -> bool:
+        """The per-row test (a row as EventStore.row gives it): the reference the index agrees with."""
+        if self.empty:
+            return True
+        if any(self.value_matches(row.get(name)) for name in CODED):
+            return True
+        return self.text_matches(row_text(row.get("decoded"), row.get("payload"), row.get("error")))
+
+
+def _lower_bytes(data: bytes) -> bytes:
+    return data.lower() if data.isascii() else data.decode("utf-8", "replace").lower().encode()
+
+
+def row_text(decoded: bytes | None, payload: bytes | None, error: str | None) -> bytes:
+    """One row's searchable text: decoded JSON, payload hex and error, lowercase, each field
+    followed by FIELD_SEP."""
+    return b"%s\n%s\n%s\n" % (
+        _lower_bytes(decoded) if decoded else b"",
+        binascii.hexlify(payload) if payload else b"",
+        error.lower().encode("utf-8", "surrogatepass") if error else b"",
+    )
+
+
+class _Codes(dict):
+    """value -> small integer; new values get the next code (values[code] is the value)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list = []
+
+    def __missing__(self, value):
+        code = self[value] = len(self.values)
+        self.values.append(value)
+        return code
+
+
+@dataclass(slots=True)
+class Piece:
+    """Index of the rows start .. start+n-1 (absolute store positions). Never changed once made
+    (a merge makes a new piece), so a search may keep using the pieces it started with."""
+
+    start: int
+    buf: bytes  # the rows' row_text, one after the other
+    ends: np.ndarray  # int64: end offset of each row in buf
+    sig: np.ndarray  # uint8 (n, _SIG_BITS // 8): pair signatures
+    codes: dict  # column name -> uint32 array of codes
+
+    @property
+    def n(self) -> int:
+        return len(self.ends)
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.ends)
+
+    def starts(self) -> np.ndarray:
+        out = np.empty_like(self.ends)
+        out[0] = 0
+        out[1:] = self.ends[:-1]
+        return out
+
+
+def _signatures(buf: bytes, starts: np.ndarray) -> np.ndarray:
+    """(n, 32) uint8: bit h of row r is set when the row's text holds a pair of bytes hashing to h.
+    A pair across two rows marks the first (a false candidate at worst, never a missed row)."""
+    n = len(starts)
+    if len(buf) < 2:
+        return np.zeros((n, _SIG_BITS // 8), dtype=np.uint8)
+    b = np.frombuffer(buf, dtype=np.uint8)
+    h = _PAIR_HASH[(b[:-1].astype(np.uint16) << 8) | b[1:]].astype(np.intp)
+    row_of_pair = np.repeat(np.arange(n, dtype=np.intp), np.diff(np.append(starts, len(h))))
+    bits = np.zeros(n * _SIG_BITS, dtype=bool)
+    bits[row_of_pair * _SIG_BITS + h] = True
+    return np.packbits(bits.reshape(n, _SIG_BITS), axis=1, bitorder="little")
+
+
+def _needle_signature(needle: bytes) -> dict[int, int]:
+    """{byte of the signature: bits every matching row has there}."""
+    want: dict[int, int] = {}
+    for a, b in zip(needle, needle[1:], strict=False):
+        h = int(_PAIR_HASH[(a << 8) | b])
+        want[h >> 3] = want.get(h >> 3, 0) | (1 << (h & 7))
+    return want
+
+
+class SearchIndex:
+    """The search index of one EventStore, kept up with it by catch_up() (call it after appends;
+    it notices trimming and clearing itself)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.pieces: list[Piece] = []
+        self.codes = {name: _Codes() for name in CODED}
+        self._lowered: dict[str, list[str]] = {name: [] for name in CODED}
+        self.end = store.base  # absolute position after the last indexed row
+        self.byte_counts = np.zeros(256, dtype=np.int64)  # how often each byte is in the text
+
+    @property
+    def behind(self) -> int:
+        """Rows of the store not indexed yet."""
+        return self.store.end - max(self.end, self.store.base)
+
+    def catch_up(self, max_rows: int = INDEX_SLICE) -> int:
+        """Indexes up to max_rows of the rows appended since; returns how many it indexed."""
+        store = self.store
+        self._forget_trimmed()
+        lo = max(self.end, store.base)
+        hi = min(store.end, lo + max_rows)
+        if hi <= lo:
+            return 0
+        self._add_piece(lo, hi)
+        self.end = hi
+        return hi - lo
+
+    def _forget_trimmed(self) -> None:
+        base = self.store.base
+        if self.end < base:  # cleared, or trimmed past everything indexed
+            self.pieces = []
+            self.end = base
+            return
+        while self.pieces and self.pieces[0].end <= base:
+            del self.pieces[0]
+
+    def _add_piece(self, lo: int, hi: int) -> None:
+        store = self.store
+        c = store.cols
+        i0, i1 = lo - store.base, hi - store.base
+        texts = list(map(row_text, c["decoded"][i0:i1], c["payload"][i0:i1], c["error"][i0:i1]))
+        buf = b"".join(texts)
+        ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+        starts = np.empty_like(ends)
+        starts[0] = 0
+        starts[1:] = ends[:-1]
+        codes = {}
+        for name in CODED:
+            table = self.codes[name]
+            known = len(table.values)
+            codes[name] = np.fromiter(map(table.__getitem__, c[name][i0:i1]), dtype=np.uint32, count=i1 - i0)
+            self._lowered[name].extend(v.lower() if v else "" for v in table.values[known:])
+        self.byte_counts += np.bincount(np.frombuffer(buf, dtype=np.uint8), minlength=256)
+        piece = Piece(lo, buf, ends, _signatures(buf, starts), codes)
+        last = self.pieces[-1] if self.pieces else None
+        if last is not None and last.end == lo and last.n + piece.n <= PIECE_ROWS:
+            piece = _merge(last, piece)
+            self.pieces[-1] = piece
+        else:
+            self.pieces.append(piece)
+
+    def lookup(self, query: Query) -> dict[str, np.ndarray]:
+        """Per coded column, a bool table over its codes: which values match (None: none do)."""
+        out = {}
+        for name in CODED:
+            if query.str_pattern is not None:
+                values = self.codes[name].values
+                hits = np.fromiter(map(query.value_matches, values), dtype=bool, count=len(values))
+            else:
+                needle = query.text.lower()
+                lowered = self._lowered[name]
+                hits = np.fromiter((needle in v for v in lowered), dtype=bool, count=len(lowered))
+            if hits.any():
+                out[name] = hits
+        return out
+
+    def search(self, query: Query) -> SearchJob:
+        """A job over the rows indexed now, newest piece first (see SearchJob)."""
+        return SearchJob(self, query, list(self.pieces), self.end)
+
+
+def _merge(a: Piece, b: Piece) -> Piece:
+    return Piece(
+        a.start,
+        a.buf + b.buf,
+        np.concatenate((a.ends, b.ends + len(a.buf))),
+        np.concatenate((a.sig, b.sig)),
+        {name: np.concatenate((a.codes[name], b.codes[name])) for name in a.codes},
+    )
+
+
+def search_piece(piece: Piece, query: Query, tables: dict[str, np.ndarray], rarest: int = 0) -> np.ndarray:
+    """Absolute positions (int64, ascending) of the piece's rows that match."""
+    mask = np.zeros(piece.n, dtype=bool)
+    for name, table in tables.items():
+        mask |= table[piece.codes[name]]
+    buf, ends = piece.buf, piece.ends
+    if query.pattern is not None:
+        _regex_rows(piece, query.pattern, mask)
+    else:
+        needle = query.needle
+        cand = ~mask
+        for byte, bits in _needle_signature(needle).items():
+            cand &= (piece.sig[:, byte] & bits) == bits
+        cand = np.flatnonzero(cand)
+        if len(cand) * _VERIFY_SHARE <= piece.n:
+            find = buf.find
+            starts = piece.starts()
+            rows = cand.tolist()
+            spans = zip(rows, starts[cand].tolist(), ends[cand].tolist(), strict=True)
+            mask[[r for r, s, e in spans if find(needle, s, e) >= 0]] = True
+        else:
+            _dense_rows(piece, needle, mask, rarest)
+    return np.flatnonzero(mask) + piece.start
+
+
+def _dense_rows(piece: Piece, needle: bytes, mask: np.ndarray, rarest: int = 0) -> None:
+    """Every occurrence of needle in the piece at once (numpy: where its rarest byte is, then
+    which of those have the others around it), for needles in many of the piece's rows."""
+    b = np.frombuffer(piece.buf, dtype=np.uint8)
+    size = len(needle)
+    if not size or size > len(b):
+        mask[:] |= not size
+        return
+    at = np.flatnonzero(b[rarest : len(b) - size + 1 + rarest] == needle[rarest])
+    for k in range(size):
+        if k != rarest:
+            at = at[b[at + k] == needle[k]]
+    first = np.searchsorted(piece.ends, at, side="right")
+    last = np.searchsorted(piece.ends, at + (size - 1), side="right")
+    mask[first[first == last]] = True  # a match inside one row's text
+
+
+def _regex_rows(piece: Piece, pattern: re.Pattern, mask: np.ndarray) -> None:
+    """Rows with a match of pattern inside their own text. A match the buffer finds across a
+    row's end is checked again within that row alone, so the answer is the per-row one."""
+    buf, ends = piece.buf, piece.ends
+    n = len(ends)
+    search = pattern.search
+    pos, total = 0, len(buf)
+    while pos <= total:
+        m = search(buf, pos)
+        if m is None:
+            return
+        row = int(np.searchsorted(ends, m.start(), side="right"))
+        if row >= n:
+            return
+        start = int(ends[row - 1]) if row else 0
+        end = int(ends[row])
+        if m.end() <= end or search(buf, start, end) is not None:
+            mask[row] = True
+        pos = end
+
+
+class SearchJob:
+    """One search over the index as it was when the job started, newest rows first.
+
+    step() searches the next piece (newest first) and returns its matches (absolute positions,
+    ascending, older than everything returned before); done is True after the oldest piece.
+    Rows the index did not hold when the job started (at or after `end`) are not searched:
+    the caller matches those row by row as they arrive (Query.matches_row)."""
+
+    def __init__(self, index: SearchIndex, query: Query, pieces: list[Piece], end: int) -> None:
+        self.query = query
+        self.end = end
+        self._pieces = pieces
+        self._next = len(pieces) - 1
+        self._tables = index.lookup(query) if not query.empty else {}
+        counts = index.byte_counts
+        self._rarest = min(range(len(query.needle)), key=lambda k: counts[query.needle[k]]) if query.needle else 0
+        self.matched = 0
+
+    @property
+    def done(self) -> bool:
+        return self._next < 0
+
+    @property
+    def progress(self) -> float:
+        total = len(self._pieces)
+        return 1.0 if not total else (total - 1 - self._next) / total
+
+    def step(self, base: int = 0) -> np.ndarray:
+        """The next piece's matches (positions below `base`, trimmed meanwhile, left out)."""
+        if self._next < 0:
+            return np.empty(0, dtype=np.int64)
+        piece = self._pieces[self._next]
+        self._next -= 1
+        if piece.end <= base:
+            self._next = -1  # everything older is gone too
+            return np.empty(0, dtype=np.int64)
+        found = search_piece(piece, self.query, self._tables, self._rarest)
+        if base > piece.start:
+            found = found[found >= base]
+        self.matched += len(found)
+        return found
+
+    def run(self, base: int = 0) -> np.ndarray:
+        """All matches at once, ascending (tests, benchmarks)."""
+        parts = []
+        while not self.done:
+            parts.append(self.step(base))
+        return np.concatenate(parts[::-1]) if parts else np.empty(0, dtype=np.int64)
+
+
+def reference_positions(store: EventStore, query: Query, start: int | None = None) -> list[int]:
+    """The per-row scan: every row from start on tested on its own (what the index must equal)."""
+    lo = store.base if start is None else max(start, store.base)
+    return [pos for pos in range(lo, store.end) if query.matches_row(store.row(pos))]
+
+
+def other_conditions(flt) -> bool:
+    """Whether an app.store.Filter has conditions besides its text."""
+    return bool(flt.device or flt.kinds or flt.f_port is not None or flt.gateway)
+
+
+__all__ = [
+    "INDEX_SLICE",
+    "NONE_INT",
+    "PIECE_ROWS",
+    "Piece",
+    "Query",
+    "QueryError",
+    "SearchIndex",
+    "SearchJob",
+    "reference_positions",
+    "row_text",
+    "search_piece",
+]
