@@ -120,9 +120,20 @@ def profile_slug(profile_name: str) -> str:
     return f"{readable}-{digest}"
 
 
+DEMO_PREFIX = "demo "  # the demo's connections (ui/demo): their files live under data_dir()/demo
+
+
+def connection_folder(connection_name: str, kind: str) -> Path:
+    """data_dir()/<kind> for a connection's files (history, outbox), or data_dir()/demo/<kind> for
+    the demo's, which stay apart from the user's own."""
+    if connection_name.startswith(DEMO_PREFIX):
+        return data_dir() / "demo" / kind
+    return data_dir() / kind
+
+
 def history_path(profile_name: str) -> Path:
-    """data_dir()/history/<slug>.sqlite3 (the directory is created)."""
-    directory = data_dir() / "history"
+    """data_dir()/history/<slug>.sqlite3 (the demo's under data_dir()/demo; the directory is created)."""
+    directory = connection_folder(profile_name, "history")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

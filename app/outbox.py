@@ -208,9 +208,9 @@ def meta_for_request(platform: str, request, **extra) -> dict:
 
 def outbox_path(connection_key: str) -> Path:
     """<data dir>/outbox/<slug>.sqlite (the folder is created)."""
-    from app.history import data_dir, profile_slug
+    from app.history import connection_folder, profile_slug
 
-    directory = data_dir() / "outbox"
+    directory = connection_folder(connection_key, "outbox")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -84,9 +84,9 @@ def test_demo_smoke_test_reports_rows_of_all_five_platforms(tmp_path, kind):
     assert 0 < line["demo"]["first_row_s"] < 15
     # The demo's files are its own; nothing was saved as a connection.
     assert (tmp_path / "data" / "demo" / "broker").is_dir()
-    assert sorted(p.name.split("-")[1] for p in (tmp_path / "data" / "history").glob("demo-*.sqlite3")) == sorted(
-        PLATFORMS
-    )
+    demo_history = (tmp_path / "data" / "demo" / "history").glob("demo-*.sqlite3")
+    assert sorted(p.name.split("-")[1] for p in demo_history) == sorted(PLATFORMS)
+    assert not list((tmp_path / "data" / "history").glob("demo-*"))  # none among the user's histories
     assert not (tmp_path / "config" / "profiles.json").exists()
     assert processes_using(tmp_path) == []  # broker and simulators ended with the window
 
