@@ -84,8 +84,19 @@ def build_simulators(mqtt5: bool, settings: DemoSettings) -> dict:
     return {p: make_simulator(p, settings.fleet(p), **simulator_settings(p, mqtt5, settings)) for p in PLATFORMS}
 
 
-def run_simulators(url: str, mqtt5: bool, settings: DemoSettings, stop_event, log_file: str | None = None) -> None:
-    """The simulator process: the five platforms on `url` until `stop_event` (a multiprocessing Event)."""
+def run_simulators(
+    url: str,
+    mqtt5: bool,
+    settings: DemoSettings,
+    stop_event,
+    log_file: str | None = None,
+    broker_pid: int | None = None,
+) -> None:
+    """The simulator process: the five platforms on `url` until `stop_event` (a multiprocessing
+    Event), or until the console is gone — then the demo's mosquitto (`broker_pid`) ends with it."""
+    from app.embedded_broker import end_with_parent
+
+    end_with_parent(also_end_pid=broker_pid)
     logging.basicConfig(level=logging.WARNING, filename=log_file)
     from app.simulate.run import SimulateError, local_config, run
 
@@ -198,7 +209,7 @@ def start_demo(
     stop_event = ctx.Event()
     process = ctx.Process(
         target=run_simulators,
-        args=(broker.url, broker.mqtt5, settings, stop_event, str(directory / "simulators.log")),
+        args=(broker.url, broker.mqtt5, settings, stop_event, str(directory / "simulators.log"), broker.mosquitto_pid),
         name="uplink-demo-simulators",
         daemon=True,
     )

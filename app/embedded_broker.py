@@ -42,6 +42,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import time
 from pathlib import Path
@@ -82,9 +83,35 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def end_with_parent(also_end_pid: int | None = None) -> None:
+    """In a spawned child: when the process that started it is gone (the console was killed, even
+    with SIGKILL), end this process too — and `also_end_pid` first (the demo's mosquitto, which the
+    console started as a plain subprocess and cannot end once it is dead). Every OS: it waits on
+    multiprocessing's sentinel of the parent, in a daemon thread."""
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        if also_end_pid:
+            try:
+                os.kill(also_end_pid, signal.SIGTERM)
+            except OSError:
+                pass
+        os._exit(0)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
 def run_amqtt(port: int, log_file: str | None = None) -> None:
     """The amqtt broker on 127.0.0.1:port until the process is ended (the spawned child's target)."""
     import asyncio
+
+    end_with_parent()
 
     logging.basicConfig(
         level=logging.WARNING,
@@ -152,6 +179,12 @@ class EmbeddedBroker:
         self.startup_s = time.perf_counter() - started
         log.info("demo broker %s on port %s in %.0f ms", self.kind, self.port, self.startup_s * 1000)
         return self
+
+    @property
+    def mosquitto_pid(self) -> int | None:
+        """The pid of the demo's mosquitto (None for amqtt, which ends itself with the console)."""
+        proc = self._mosquitto.proc if self._mosquitto is not None else None
+        return proc.pid if proc is not None else None
 
     def _start_amqtt(self, timeout: float) -> None:
         try:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -313,3 +315,33 @@ def test_a_demo_that_cannot_start_says_why_on_the_welcome_page_with_try_again(qt
     assert window.demo.demo.broker.kind == "amqtt" and not banner.retry_button.isVisible()
     window.close()
     assert processes_using(tmp_path / "data") == []
+
+
+def test_a_killed_console_takes_the_demos_broker_and_simulators_with_it(tmp_path):
+    """SIGKILL gives the console no chance to stop its children: the demo's simulator process
+    (and the mosquitto it watches for the console) and amqtt notice their parent is gone."""
+    for kind in ("mosquitto", "amqtt"):
+        folder = tmp_path / kind
+        env = console_env(folder, **{embedded_broker.CHOICE_ENV: kind})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ui.launcher", "--demo"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            # Running: its broker's files and the simulators' log exist, and children use the folder.
+            while time.monotonic() < deadline and not (folder / "data" / "demo" / "simulators.log").exists():
+                time.sleep(0.2)
+            assert (folder / "data" / "demo" / "simulators.log").exists(), kind
+            time.sleep(1.0)
+            assert processes_using(folder), kind
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and processes_using(folder):
+            time.sleep(0.2)
+        assert processes_using(folder) == [], (kind, processes_using(folder))
