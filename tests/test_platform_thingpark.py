@@ -209,6 +209,7 @@ def test_uplink_sample_with_numbers_as_strings():
     assert event.kind == "uplink"
     assert event.received_at == "2018-10-03T15:38:46.882+02:00"
     assert event.dev_eui == "0018B20000000B20"
+    assert event.device_id == "0018B20000000B20"  # ThingPark names a device by its DevEUI
     assert event.dev_addr == "04D2848E"
     assert (event.f_port, event.f_cnt) == (1, 1174)
     assert event.payload_hex == "9e1c4852512000220020e3831071"

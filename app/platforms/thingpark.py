@@ -831,6 +831,14 @@ class ThingParkPlatform(Platform):
             raise ProfileError(f"In the ThingPark connection, {_lower_first(exc)}") from None
 
     def parse(self, topic: str, payload: bytes, properties: dict | None = None) -> list[Event]:
+        events = self._parse(topic, payload)
+        for event in events:
+            # ThingPark names a device by its DevEUI alone: that is its id in the table and devices list.
+            if event.device_id is None:
+                event.device_id = event.dev_eui
+        return events
+
+    def _parse(self, topic: str, payload: bytes) -> list[Event]:
         doc = load_json_object(payload, MESSAGE_NAME)
         body = doc.get("DevEUI_uplink", _MISSING)
         if body is not _MISSING:
