@@ -190,6 +190,11 @@ class EmbeddedBroker:
         try:
             import amqtt.broker  # noqa: F401 - fail here, in a sentence, rather than in the child
         except ImportError:
+            if mosquitto_on_path():
+                raise BrokerUnavailable(
+                    f"amqtt is not installed, and {CHOICE_ENV} asks the demo for it; install the console with its "
+                    f"dependencies (pip install uplink-console), or unset {CHOICE_ENV} to use mosquitto."
+                ) from None
             raise BrokerUnavailable(
                 "Neither mosquitto nor amqtt is installed, so the demo has no broker; install the console "
                 "with its dependencies (pip install uplink-console) or install mosquitto."
