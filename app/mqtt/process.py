@@ -287,7 +287,7 @@ def _unwritable_folder() -> str | None:
 class _Channel:
     """One session's outgoing side in the engine: pending items, history, column batches."""
 
-    __slots__ = ("sid", "items", "raws", "columns", "history", "next_id", "outbox", "outbox_publish")
+    __slots__ = ("sid", "items", "raws", "dups", "columns", "history", "next_id", "outbox", "outbox_publish")
 
     def __init__(self, sid: int, columns: bool, history: _HistoryThread | None, outbox=None) -> None:
         self.sid = sid
@@ -295,6 +295,7 @@ class _Channel:
         self.outbox_publish = None  # what this session attached to it
         self.items: list = []
         self.raws: list = []
+        self.dups: list[int] = []  # positions in items of rows from a message with the MQTT DUP flag
         self.columns = columns
         self.history = history
         self.next_id = history.next_id if history is not None and history.next_id is not None else None
@@ -360,7 +361,13 @@ async def _serve(conn) -> None:
             # Transposed here, on the engine's core: the GUI process only extends arrays. A row
             # the table cannot hold is replaced by an error row in `items` itself, so the history
             # stores what the table shows.
-            columns = columns_from_rows(items)
+            dup = None
+            if ch.dups:  # a redelivery: the batch gets a dup column (none when nothing was redelivered)
+                dup = bytearray(len(items))
+                for i in ch.dups:
+                    dup[i] = 1
+                ch.dups = []
+            columns = columns_from_rows(items, dup=dup)
             if ch.history is not None:
                 raws, ch.raws = ch.raws, []
                 ch.history.put(items, raws)
@@ -429,6 +436,8 @@ async def _serve(conn) -> None:
                         f"The message could not be processed ({type(exc).__name__}: {exc}); it is kept "
                         "as an error row. Please report it with the raw message.",
                     )
+                if msg.dup:
+                    ch.dups.extend(range(n_items, len(ch.items)))
                 if len(ch.items) >= MAX_BATCH:
                     flush(ch)
         else:

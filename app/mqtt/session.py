@@ -80,6 +80,7 @@ class ReceivedMessage(NamedTuple):
     properties: dict | None  # MQTT 5 properties that were present, else None
     received_at: float  # wall clock, time.time()
     mono: float  # time.monotonic(), for latency measurements
+    dup: bool = False  # the MQTT DUP flag: the broker redelivers a QoS 1/2 message it may have sent before
 
 
 def properties_to_dict(props: Properties | None) -> dict | None:
@@ -111,11 +112,19 @@ _PROTOCOLS = {
     MqttVersion.V5: aiomqtt.ProtocolVersion.V5,
 }
 
-# How many packets one socket-readable callback may process before yielding to the loop.
+# How many packets one socket-readable callback may process before yielding to the loop, and
+# for how long: under a flood the fast path drains whole 64 KiB reads per packet paho asks for,
+# and without a time bound one callback ran for seconds (capture's once-a-second flush, timers and
+# pings waited that long).
 _READ_BURST = 256
+_READ_BURST_SECONDS = 0.02
+
+# The fast path's sink: (topic, payload, retain, received_at). received_at is time.time() when
+# the bytes were taken from the read buffer, the same float object for every message of one pass.
+FastSink = Callable[[str, bytes, bool, float], None]
 
 
-def _take_qos0_publishes(data: bytes, pos: int, deliver: Callable[[str, bytes, bool], None]) -> int:
+def _take_qos0_publishes(data: bytes, pos: int, deliver: FastSink, received_at: float) -> int:
     """Decodes the complete MQTT 3.x QoS 0 PUBLISH packets at data[pos:]; returns where it stopped
     (at the first packet of another kind, an incomplete one, or the end)."""
     n = len(data)
@@ -147,7 +156,7 @@ def _take_qos0_publishes(data: bytes, pos: int, deliver: Callable[[str, bytes, b
             topic = data[i + 2 : topic_end].decode()
         except UnicodeDecodeError:
             return pos  # paho's path replaces the bad bytes and logs
-        deliver(topic, data[topic_end:end], bool(first & 1))
+        deliver(topic, data[topic_end:end], first & 1 == 1, received_at)
         pos = end
     return pos
 
@@ -359,7 +368,7 @@ class _Client(aiomqtt.Client):
             await asyncio.wait([misc], timeout=1)  # its cancellation takes one loop iteration
 
     # ----- connected
-    def handshake_done(self, fast_publish: Callable[[str, bytes, bool], None] | None = None) -> None:
+    def handshake_done(self, fast_publish: FastSink | None = None) -> None:
         """Switches the receive path to its fast form once connected.
 
         fast_publish (MQTT 3.x only): QoS 0 PUBLISH packets waiting complete in the read buffer
@@ -374,6 +383,7 @@ class _Client(aiomqtt.Client):
         plain_recv = paho_client._sock_recv  # noqa: SLF001
         buffer = self._buffer = [b"", 0]
         monotonic = time.monotonic
+        wall_clock = time.time
 
         def buffered_recv(bufsize: int) -> bytes:
             data, pos = buffer
@@ -396,7 +406,7 @@ class _Client(aiomqtt.Client):
                 if fast_publish is None or bufsize != 1 or paho_client._in_packet["command"] or chunks > 8:  # noqa: SLF001
                     break
                 # paho is about to read a new packet: first take every complete QoS 0 PUBLISH.
-                new_pos = _take_qos0_publishes(data, pos, fast_publish)
+                new_pos = _take_qos0_publishes(data, pos, fast_publish, wall_clock())
                 if new_pos != pos:
                     paho_client._last_bytes_received = monotonic()  # noqa: SLF001 - keepalive
                 pos = new_pos
@@ -485,8 +495,11 @@ class _Client(aiomqtt.Client):
     def _on_socket_open(self, client, userdata, sock) -> None:  # noqa: ARG002
         loop = self._loop
 
+        monotonic = time.monotonic
+
         def on_readable() -> None:
             try:
+                until = monotonic() + _READ_BURST_SECONDS
                 for _ in range(_READ_BURST):
                     if client._sock is None:  # noqa: SLF001
                         return
@@ -498,7 +511,10 @@ class _Client(aiomqtt.Client):
                     elif rc > 0:
                         client._loop_rc_handle(rc)  # noqa: SLF001
                         return
-                if self.buffered():
+                    if monotonic() > until:
+                        break
+                pending = getattr(client._sock, "pending", None)  # noqa: SLF001 - TLS: decrypted, unread
+                if self.buffered() or (pending is not None and pending() > 0):
                     # The burst ended with packets still in the read buffer: the socket will not
                     # wake us for them, so come back after the loop's other work.
                     loop.call_soon(on_readable)
@@ -559,6 +575,7 @@ class MqttSession:
         config: ConnectionConfig,
         *,
         on_message: Callable[[ReceivedMessage], None] | None = None,
+        on_fast_message: FastSink | None = None,
         on_state: Callable[[StateChange], None] | None = None,
         ssl_context_factory: Callable[[], object] | None = None,
         credentials: Callable[[], tuple[str | None, str | None]] | None = None,
@@ -567,6 +584,10 @@ class MqttSession:
         # A persistent session must present the same client id on every reconnect.
         self.client_id = config.client_id or generate_client_id()
         self._on_message = on_message
+        # QoS 0 messages of MQTT 3.x that the fast path decodes go here, when given, instead of
+        # to on_message as ReceivedMessage (and are not counted in messages_received): for a sink
+        # that wants no object per message (capture). Every other message goes to on_message.
+        self._on_fast_message = on_fast_message
         self._on_state = on_state
         self._ssl_context_factory = ssl_context_factory
         # Called before every connect attempt for (username, password): short-lived tokens
@@ -705,11 +726,12 @@ class MqttSession:
                     properties_to_dict(props) if props is not None else None,
                     time.time(),
                     time.monotonic(),
+                    bool(message.dup),
                 )
             )
 
-    def _deliver_fast(self, topic: str, payload: bytes, retain: bool) -> None:
-        """A QoS 0 PUBLISH decoded by the fast path (MQTT 3.x, so no properties)."""
+    def _deliver_fast(self, topic: str, payload: bytes, retain: bool, received_at: float) -> None:  # noqa: ARG002
+        """A QoS 0 PUBLISH decoded by the fast path (MQTT 3.x, so no properties, and no DUP flag)."""
         self.messages_received += 1
         if self._on_message is not None:
             self._on_message(ReceivedMessage(topic, payload, 0, retain, None, time.time(), time.monotonic()))
@@ -797,7 +819,7 @@ class MqttSession:
             ) from None
         except (OSError, ValueError) as exc:  # socket, DNS, TLS and websocket errors
             raise describe_exception(exc, cfg) from None
-        client.handshake_done(None if version == MqttVersion.V5 else self._deliver_fast)
+        client.handshake_done(None if version == MqttVersion.V5 else (self._on_fast_message or self._deliver_fast))
 
         self._client = client
         self._version_in_use = version
