@@ -107,7 +107,8 @@ class Query:
         """Whether a row's lowercase text (row_text) matches."""
         end = len(text) if end is None else end
         if self.pattern is not None:
-            return self.pattern.search(text, start, end) is not None
+            # Up to the last field's end: "$" matches there, not again after the final separator.
+            return self.pattern.search(text, start, end - 1 if end > start else end) is not None
         return text.find(self.needle, start, end) >= 0
 
     def matches_row(self, row: dict) -> bool:
@@ -346,7 +347,8 @@ def _regex_rows(piece: Piece, pattern: re.Pattern, mask: np.ndarray) -> None:
             return
         start = int(ends[row - 1]) if row else 0
         end = int(ends[row])
-        if m.end() <= end or search(buf, start, end) is not None:
+        # Within the row up to its last field's end (as Query.text_matches), else ask the row alone.
+        if m.end() <= end - 1 and m.start() <= end - 1 or search(buf, start, end - 1) is not None:
             mask[row] = True
         pos = end
 
@@ -405,6 +407,47 @@ def reference_positions(store: EventStore, query: Query, start: int | None = Non
     """The per-row scan: every row from start on tested on its own (what the index must equal)."""
     lo = store.base if start is None else max(start, store.base)
     return [pos for pos in range(lo, store.end) if query.matches_row(store.row(pos))]
+
+
+_HEX_TEXT = re.compile(r"[0-9a-f]*")
+HISTORY_PAGE = 2_000  # rows a history query returns at a time (a cancel is seen between pages)
+HISTORY_LIMIT = 100_000  # most older matches a history search shows
+
+
+def search_history(reader, flt, query: Query, before_id: int | None, cancelled, deliver, limit: int = HISTORY_LIMIT):
+    """ "Search all history": the rows of a HistoryReader (app/history.py) with ids below
+    before_id (the oldest row in memory) that pass flt and query, newest first, handed to
+    deliver(rows) a page at a time (rows as tuples in ROW_FIELDS order), until the oldest row,
+    `limit` rows, or cancelled() is true. Runs on a worker thread (SQLite releases the GIL while
+    it reads). Returns how many rows it delivered.
+
+    Plain ASCII text that is not hex lets SQLite's own text search pick the candidates
+    (HistoryReader.search, a LIKE pass in C); anything else pages through every row. Either way each
+    row is checked with Query.matches_row, so the answer is the table's answer."""
+    from app.store import ROW_FIELDS, Filter
+
+    others = Filter(device=flt.device, kinds=flt.kinds, f_port=flt.f_port, gateway=flt.gateway)
+    sql_filter = others
+    text = query.text
+    if not query.regex and text.isascii() and not _HEX_TEXT.fullmatch(text.lower()):
+        # The history's LIKE test finds every row this one does when the text is ASCII and could
+        # not be payload hex; otherwise (hex at any nibble, letters beyond ASCII) every row is tested.
+        sql_filter = Filter(device=flt.device, kinds=flt.kinds, f_port=flt.f_port, gateway=flt.gateway, text=text)
+    delivered = 0
+    cursor = before_id
+    while delivered < limit and not cancelled():
+        page = reader.search(sql_filter, limit=HISTORY_PAGE, before_id=cursor)
+        if not page:
+            break
+        cursor = page[-1][0]
+        rows = [row for row in page if query.matches_row(dict(zip(ROW_FIELDS, row, strict=True)))]
+        if rows and not cancelled():
+            rows = rows[: limit - delivered]
+            deliver(rows)
+            delivered += len(rows)
+        if len(page) < HISTORY_PAGE:
+            break
+    return delivered
 
 
 def other_conditions(flt) -> bool:

@@ -1,12 +1,17 @@
-"""The uplink workspace of a platform connection: devices, the live table, details and charts."""
+"""The uplink workspace of a platform connection: devices, the live table, details and charts.
+
+"All history" searches the connection's history file on a worker thread of its own (its own
+read-only connection), a page at a time; a new filter cancels it, and pages of a cancelled search
+that arrive late are dropped by their generation number."""
 
 from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -23,6 +28,13 @@ from ui.workspace.uplink_table import UplinkTableModel, UplinkTableView
 
 DEFAULT_RETAINED_ROWS = 1_000_000
 log = logging.getLogger(__name__)
+
+
+class _HistoryRelay(QObject):
+    """Hands a history search's pages from its thread to the GUI thread (queued signals)."""
+
+    rows = Signal(int, object)  # generation, rows (newest first)
+    done = Signal(int, int, object)  # generation, rows found, failure sentence or None
 
 
 class PlatformWorkspace(QWidget):
@@ -102,6 +114,12 @@ class PlatformWorkspace(QWidget):
         self.model.rows_changed.connect(self._update_count)
         self.model.rows_rejected.connect(self._rows_rejected)
         self.model.search_state.connect(self._search_state)
+        self._history_relay = _HistoryRelay(self)
+        self._history_relay.rows.connect(self._history_rows)
+        self._history_relay.done.connect(self._history_done)
+        self._history_generation = 0
+        self._history_cancel: threading.Event | None = None
+        self.history_searching = False
         self._devices_pending: list[dict] = []
         self._devices_timer = QTimer(self)
         self._devices_timer.setSingleShot(True)
@@ -178,10 +196,70 @@ class PlatformWorkspace(QWidget):
             self.notice.emit("search", str(exc))
             return
         self.notice.emit("search", None)
+        self._search_history(flt)
         bar.result.setToolTip("")
         ms = (time.perf_counter() - t0) * 1000
         bar.result.setText("searching…" if self.model.searching else (f"{ms:.0f} ms" if not flt.is_empty else ""))
         bar.show_hidden(self.model.duplicates_in_memory)
+
+    # ----- "All history"
+    def _cancel_history_search(self) -> None:
+        self._history_generation += 1
+        if self._history_cancel is not None:
+            self._history_cancel.set()
+            self._history_cancel = None
+        self.history_searching = False
+
+    def _search_history(self, flt: Filter) -> None:
+        """Also searches the history on disk for older rows, when "All history" is on."""
+        import numpy as np
+
+        from app.search import Query, search_history
+        from app.store import NONE_INT
+
+        self._cancel_history_search()
+        if not self.filter_bar.history_on or self.history is None or flt.is_empty:
+            return
+        query = Query(flt.text, self.filter_bar.regex_on)
+        ids = np.frombuffer(self.store.cols["id"], dtype=np.int64)
+        ids = ids[ids != NONE_INT]
+        before = int(ids.min()) if len(ids) else None
+        del ids
+        generation = self._history_generation
+        cancel = self._history_cancel = threading.Event()
+        relay = self._history_relay
+        path = self.history.path
+        self.history_searching = True
+
+        def work() -> None:
+            from app.history import HistoryReader
+
+            found, failure = 0, None
+            try:
+                with HistoryReader(path) as reader:
+                    found = search_history(
+                        reader, flt, query, before, cancel.is_set, lambda rows: relay.rows.emit(generation, rows)
+                    )
+            except Exception as exc:  # noqa: BLE001 - told as a sentence, the live table goes on
+                from ui.common.background import failure_sentence
+
+                failure = failure_sentence(exc, "Searching the history on disk")
+            relay.done.emit(generation, found, failure)
+
+        threading.Thread(target=work, name="history-search", daemon=True).start()
+
+    def _history_rows(self, generation: int, rows) -> None:
+        if generation == self._history_generation:
+            self.model.add_history_rows(rows)
+
+    def _history_done(self, generation: int, found: int, failure) -> None:
+        if generation != self._history_generation:
+            return
+        self.history_searching = False
+        self._history_cancel = None
+        if failure:
+            self.notice.emit("history-search", failure)
+        self._update_count()
 
     def _search_state(self, running: bool, progress: float) -> None:
         bar = self.filter_bar
@@ -204,12 +282,10 @@ class PlatformWorkspace(QWidget):
         self.charts.set_devices(series)
 
     def show_details(self, pos) -> None:
-        if pos is None or pos < self.store.base:
+        if pos is None or 0 <= pos < self.store.base:
             self.details.show_event(None)
             return
-        row = self.store.row(pos)
-        row["dup"] = self.store.is_dup(pos)
-        row["repeat"] = self.model.is_repeat(pos)
+        row = self.model.row_at(pos)
         raw = None
         if self.history is not None and row.get("id") is not None:
             try:
@@ -219,13 +295,11 @@ class PlatformWorkspace(QWidget):
         self.details.show_event(row, raw)
         if raw is None and self.history is not None and row.get("id") is not None:
             # Written by the engine's history thread a moment after the row arrived: look again.
-            QTimer.singleShot(400, lambda: self._retry_details(pos))
+            QTimer.singleShot(400, self, lambda: self._retry_details(pos))  # not after the page is gone
 
     def _retry_details(self, pos: int) -> None:
-        if self.view.selected_position() == pos and pos >= self.store.base:
-            row = self.store.row(pos)
-            row["dup"] = self.store.is_dup(pos)
-            row["repeat"] = self.model.is_repeat(pos)
+        if self.view.selected_position() == pos and (pos < 0 or pos >= self.store.base):
+            row = self.model.row_at(pos)
             try:
                 raw = self.history.raw(row["id"]) if self.history is not None else None
             except Exception:  # noqa: BLE001
@@ -239,6 +313,7 @@ class PlatformWorkspace(QWidget):
         self._update_count()
 
     def clear(self) -> None:
+        self._cancel_history_search()
         self.model.clear()
         self._devices_pending = []
         self.tracker.clear()
@@ -260,6 +335,9 @@ class PlatformWorkspace(QWidget):
         shown = self.model.rowCount()
         total = len(self.store)
         text = f"{total:,} rows in memory" if self.model.visible is None else f"{shown:,} of {total:,} rows match"
+        if self.model.history_rows or self.history_searching:
+            text += f" (with {self.model.history_rows:,} older from the history on disk"
+            text += ", still searching)" if self.history_searching else ")"
         if self.model.paused:
             text += f" · paused, {self.model.held_rows:,} waiting"
         self.count_label.setText(text + f" · {len(self.tracker):,} devices")

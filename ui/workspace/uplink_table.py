@@ -154,6 +154,10 @@ class UplinkTableModel(QAbstractTableModel):
         self._announce_timer.timeout.connect(self.announce)
         # Search: the index, the query of the current filter, the job in flight.
         self.search_index = SearchIndex(self.store)
+        # Rows found in the history on disk ("All history"), older than every row in memory: a
+        # store of their own, shown above the rest (older_order: its positions, oldest first).
+        self.older = EventStore(max_rows=2**40)
+        self.older_order = array("q")
         self.query: Query | None = None
         self.hide_duplicates = False
         self._job = None
@@ -174,7 +178,7 @@ class UplinkTableModel(QAbstractTableModel):
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         if parent.isValid():
             return 0
-        return len(self.visible) if self.visible is not None else self._count
+        return len(self.older_order) + (len(self.visible) if self.visible is not None else self._count)
 
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(COLUMNS)
@@ -185,19 +189,42 @@ class UplinkTableModel(QAbstractTableModel):
         return None
 
     def position(self, row: int) -> int:
-        """The absolute store position shown at `row`."""
+        """The absolute store position shown at `row`; a row found in the history on disk (above
+        the rows in memory) is -1 - its position in `older`."""
+        older = len(self.older_order)
+        if row < older:
+            return -1 - self.older_order[row]
+        row -= older
         return self.visible[row] if self.visible is not None else self.store.base + row
 
     def row_of(self, pos: int) -> int | None:
+        older = len(self.older_order)
         if self.visible is None:
             r = pos - self.store.base
-            return r if 0 <= r < self._count else None
+            return r + older if 0 <= r < self._count else None
         i = bisect.bisect_left(self.visible, pos)
-        return i if i < len(self.visible) and self.visible[i] == pos else None
+        return i + older if i < len(self.visible) and self.visible[i] == pos else None
+
+    def locate(self, pos: int) -> tuple[EventStore, int]:
+        """(the store holding the row at pos, its index in that store's columns)."""
+        if pos >= 0:
+            return self.store, pos - self.store.base
+        return self.older, -1 - pos - self.older.base
+
+    def kind_at(self, pos: int) -> str:
+        s, i = self.locate(pos)
+        return s.cols["kind"][i]
+
+    def row_at(self, pos: int) -> dict:
+        """The row at pos as EventStore.row gives it, with "dup" and "repeat" (delivered twice)."""
+        s, i = self.locate(pos)
+        row = s.row(s.base + i)
+        row["dup"] = s.is_dup(s.base + i)
+        row["repeat"] = pos >= 0 and self.is_repeat(pos)
+        return row
 
     def display(self, pos: int, col: int) -> str:
-        s = self.store
-        i = pos - s.base
+        s, i = self.locate(pos)
         c = s.cols
         if col == 0:
             return dt.datetime.fromtimestamp(c["ts"][i]).strftime("%H:%M:%S.%f")[:-3]
@@ -207,7 +234,7 @@ class UplinkTableModel(QAbstractTableModel):
             label = KIND_LABELS.get(c["kind"][i], c["kind"][i])
             if c["dup"][i]:
                 return f"{label} · DUP"
-            if self.repeats and self.is_repeat(pos):
+            if self.repeats and pos >= 0 and self.is_repeat(pos):
                 return f"{label} · again"
             return label
         if col == 3:
@@ -264,12 +291,12 @@ class UplinkTableModel(QAbstractTableModel):
             if role == _DISPLAY:
                 rd.setData(self.display(pos, col))
             elif role == _DECORATION and col == 2:
-                rd.setData(self._icons.get(self.store.cols["kind"][pos - self.store.base]))
+                rd.setData(self._icons.get(self.kind_at(pos)))
             elif role == _ALIGN and col in _NUMERIC:
                 rd.setData(_RIGHT)
             elif role == _FONT and col in _MONO:
                 rd.setData(self._mono)
-            elif role == _BACKGROUND and self.store.cols["kind"][pos - self.store.base] == "error":
+            elif role == _BACKGROUND and self.kind_at(pos) == "error":
                 rd.setData(self.error_background)
             else:
                 rd.clearData()
@@ -281,19 +308,22 @@ class UplinkTableModel(QAbstractTableModel):
         if role == _DISPLAY:
             return self.display(pos, index.column())
         if role == _TOOLTIP and index.column() == COL["kind"]:
+            s, i = self.locate(pos)
             notes = []
-            if self.store.is_dup(pos):
+            if s.cols["dup"][i]:
                 notes.append(DUP_TOOLTIP)
-            if self.is_repeat(pos):
+            if pos >= 0 and self.is_repeat(pos):
                 notes.append(REPEAT_TOOLTIP)
+            if pos < 0:
+                notes.append("found in the history on disk (no longer in memory)")
             return "; ".join(notes) or None
         if role == _TOOLTIP and index.column() in (COL["decoded"], COL["payload"]):
-            i = pos - self.store.base
+            s, i = self.locate(pos)
             if index.column() == COL["payload"]:
-                return self.store.cols["payload"][i].hex(" ")
-            return self.store.cols["error"][i] or self.store.cols["decoded"][i].decode("utf-8", "replace")[:2000]
+                return s.cols["payload"][i].hex(" ")
+            return s.cols["error"][i] or s.cols["decoded"][i].decode("utf-8", "replace")[:2000]
         if role == _DECORATION and index.column() == COL["kind"]:
-            return self._icons.get(self.store.cols["kind"][pos - self.store.base])
+            return self._icons.get(self.kind_at(pos))
         return None
 
     # ----- feeding
@@ -370,14 +400,16 @@ class UplinkTableModel(QAbstractTableModel):
         if cut_repeats:
             del self.repeats[:cut_repeats]
         if self.visible is None:
-            self.beginRemoveRows(QModelIndex(), 0, excess - 1)
+            skip = len(self.older_order)
+            self.beginRemoveRows(QModelIndex(), skip, skip + excess - 1)
             store.trim()
             self._count -= excess
             self.endRemoveRows()
             return
         cut = bisect.bisect_left(self.visible, new_base)
         if cut:
-            self.beginRemoveRows(QModelIndex(), 0, cut - 1)
+            skip = len(self.older_order)
+            self.beginRemoveRows(QModelIndex(), skip, skip + cut - 1)
             store.trim()
             del self.visible[:cut]
             self.endRemoveRows()
@@ -398,15 +430,22 @@ class UplinkTableModel(QAbstractTableModel):
         self.rows_shown_total += self.store.end - max(self._announced_end, self.store.base)
         self._announced_end = self.store.end
         self._find_repeats()
+        self._forget_older()
         self.filter = flt
         self.query = query
         self.search_seconds = None
+        done = False
         if query is not None:
             self.visible = array("q")
             self._job_end = self.store.end
             self.search_started_at = time.monotonic()
             self._published_at = self.search_started_at
-            self._work_timer.start(0)
+            # The first slice before the view repaints: a short search costs one repaint, not two.
+            done = self._advance()
+            if self._pending:
+                self.visible = self._older_positions() + self.visible
+            if not done:
+                self._work_timer.start(0)
         elif flt.is_empty and not self.hide_duplicates:
             self.visible = None
         else:
@@ -414,8 +453,35 @@ class UplinkTableModel(QAbstractTableModel):
         self._decoded_cache.clear()
         self.endResetModel()
         self.rows_changed.emit()
-        if query is not None:
+        if query is not None and done:
+            self._finish_search()
+        elif query is not None:
             self.search_state.emit(True, 0.0)
+
+    def _forget_older(self) -> None:
+        self.older.clear()
+        del self.older_order[:]
+
+    def add_history_rows(self, rows: list[tuple]) -> int:
+        """Shows rows found in the history on disk (ROW_FIELDS tuples, newest first, each page
+        older than the one before) above the rows shown. Returns how many."""
+        from app.store import columns_from_rows
+
+        if not rows:
+            return 0
+        first = self.older.end
+        self.older.append_columns(columns_from_rows(list(reversed(rows))))
+        added = array("q", range(first, self.older.end))
+        self.beginInsertRows(QModelIndex(), 0, len(added) - 1)
+        added.extend(self.older_order)
+        self.older_order = added
+        self.endInsertRows()
+        self.rows_changed.emit()
+        return len(rows)
+
+    @property
+    def history_rows(self) -> int:
+        return len(self.older_order)
 
     @property
     def searching(self) -> bool:
@@ -426,52 +492,64 @@ class UplinkTableModel(QAbstractTableModel):
         self._job = None
         self._pending = []
 
-    def _work(self) -> None:
-        """One slice of the search in flight: index what is not indexed yet, then search pieces
-        newest first, for at most SEARCH_SLICE seconds; matches are inserted above the rows shown."""
-        query = self.query
-        if query is None:
-            return
+    def _advance(self) -> bool:
+        """Search work for at most SEARCH_SLICE seconds: index what is not indexed yet, then
+        search pieces newest first. True once the search is over."""
         index = self.search_index
-        t0 = time.monotonic()
-        deadline = t0 + SEARCH_SLICE
-        done = False
+        deadline = time.monotonic() + SEARCH_SLICE
         while time.monotonic() < deadline:
             if self._job is None:
                 if index.end < self._job_end and index.behind:
                     index.catch_up(min(INDEX_SLICE, self._job_end - index.end))
                     continue
-                self._job = index.search(query)
+                self._job = index.search(self.query)
             job = self._job
             if job.done:
-                done = True
-                break
+                return True
             found = job.step(self.store.base)
             found = found[found < self._job_end]
             if len(found):
                 self._pending.append(found)
+        return False
+
+    def _work(self) -> None:
+        """One slice of the search in flight; matches are inserted above the rows shown, at
+        most every SEARCH_PUBLISH seconds (each insert repaints the view)."""
+        if self.query is None:
+            return
+        t0 = time.monotonic()
+        done = self._advance()
         if self._pending and (done or t0 - self._published_at >= SEARCH_PUBLISH):
             self._publish_older()
         if done:
-            self._job = None
-            self.search_seconds = time.monotonic() - self.search_started_at
-            self.rows_changed.emit()
-            self.search_state.emit(False, 1.0)
+            self._finish_search()
             return
         self._work_timer.start(0)
         self.search_state.emit(True, self._job.progress if self._job is not None else 0.0)
 
-    def _publish_older(self) -> None:
+    def _finish_search(self) -> None:
+        self._job = None
+        self.search_seconds = time.monotonic() - self.search_started_at
+        self.rows_changed.emit()
+        self.search_state.emit(False, 1.0)
+
+    def _older_positions(self) -> array:
+        """The matches found since the last insert, as the view shows them (ascending)."""
         pending, self._pending = self._pending, []
         self._published_at = time.monotonic()
         found = np.concatenate(pending[::-1])
         found = found[found >= self.store.base]
         positions = self._without_duplicates(self._other_conditions(found))
-        if not len(positions) or self.visible is None:
-            return
         older = array("q")
         older.frombytes(np.ascontiguousarray(positions, dtype=np.int64).tobytes())
-        self.beginInsertRows(QModelIndex(), 0, len(older) - 1)
+        return older
+
+    def _publish_older(self) -> None:
+        older = self._older_positions()
+        if not len(older) or self.visible is None:
+            return
+        skip = len(self.older_order)  # below the rows from the history on disk
+        self.beginInsertRows(QModelIndex(), skip, skip + len(older) - 1)
         older.extend(self.visible)
         self.visible = older
         self.endInsertRows()
@@ -606,6 +684,7 @@ class UplinkTableModel(QAbstractTableModel):
     def clear(self) -> None:
         self._stop_search()
         self.beginResetModel()
+        self._forget_older()
         self.store.clear()
         self._count = 0
         self._announced_end = self.store.end
@@ -641,8 +720,7 @@ class UplinkDelegate(QStyledItemDelegate):
         if row >= model.rowCount():
             return
         pos = model.position(row)
-        store = model.store
-        kind = store.cols["kind"][pos - store.base]
+        kind = model.kind_at(pos)
         rect = option.rect
         palette = option.palette
         # Plain int tests: Qt's flag enums cost microseconds a test in Python.
@@ -723,6 +801,8 @@ class UplinkTableView(FollowingTableView):
         if not index.isValid():
             return
         position = self.model().position(index.row())
+        if position < 0:  # a row found in the history on disk: not in the table's store
+            return
         menu = QMenu(self)
         menu.addAction("Send downlink…", lambda: self.send_downlink_requested.emit(position))
         menu.exec(self.viewport().mapToGlobal(pos))
