@@ -8,6 +8,7 @@ import pickle
 from array import array
 
 import pytest
+from PySide6.QtCore import Qt
 
 from app.store import FLAG_COLS, ROW_FIELDS, EventStore, columns_from_rows
 
@@ -91,3 +92,93 @@ def test_dup_survives_a_repaired_row_and_trimming():
     assert [store.is_dup(p) for p in range(store.base, store.end)] == [False, True, False, True]
     store.clear()
     assert len(store.cols["dup"]) == 0
+
+
+# ----- the window: the mark, the details pane, "Hide duplicates" -------------------------------
+
+
+def workspace_with_duplicates(qtbot):
+    from ui.workspace.platform_workspace import PlatformWorkspace
+
+    ws = PlatformWorkspace()
+    qtbot.addWidget(ws)
+    rows = [
+        uplink(0, f_cnt=10),
+        uplink(1, f_cnt=11),
+        uplink(2, f_cnt=11),  # the platform forwarded frame 11 again
+        uplink(3, device="0004A30B00000002", f_cnt=11),  # another device's 11: not a duplicate
+        uplink(4, f_cnt=12),  # redelivered by the broker (DUP)
+        uplink(5, f_cnt=12),  # and its copy counts as a repeat too
+        uplink(6, kind="join", f_cnt=None, f_port=None),
+        uplink(7, f_cnt=11),  # after a join the counters start afresh
+    ]
+    ws.ingest([columns_from_rows(rows, dup=[0, 0, 0, 0, 1, 0, 0, 0])])
+    ws.model.announce()
+    return ws
+
+
+def kind_texts(model) -> list[str]:
+    from ui.workspace.uplink_table import COL
+
+    return [model.data(model.index(r, COL["kind"])) for r in range(model.rowCount())]
+
+
+def test_rows_delivered_twice_are_marked_in_the_table(qtbot):
+    from ui.workspace.uplink_table import COL, DUP_TOOLTIP, REPEAT_TOOLTIP
+
+    ws = workspace_with_duplicates(qtbot)
+    model = ws.model
+    texts = kind_texts(model)
+    assert [("DUP" in t, "again" in t) for t in texts] == [
+        (False, False),
+        (False, False),
+        (False, True),
+        (False, False),
+        (True, False),
+        (False, True),
+        (False, False),
+        (False, False),
+    ]
+    tip = model.data(model.index(4, COL["kind"]), Qt.ItemDataRole.ToolTipRole)
+    assert tip == DUP_TOOLTIP == "redelivered by the broker (MQTT DUP flag)"
+    assert model.data(model.index(2, COL["kind"]), Qt.ItemDataRole.ToolTipRole) == REPEAT_TOOLTIP
+    assert model.data(model.index(0, COL["kind"]), Qt.ItemDataRole.ToolTipRole) is None
+
+
+def test_the_details_pane_says_a_row_was_delivered_twice(qtbot):
+    from ui.workspace.details_pane import DUP_LINE, REPEAT_LINE
+
+    ws = workspace_with_duplicates(qtbot)
+    ws.show()
+    ws.show_details(ws.model.position(4))
+    assert ws.details.redelivery.isVisible() and ws.details.redelivery.text() == DUP_LINE
+    ws.show_details(ws.model.position(2))
+    assert ws.details.redelivery.text() == REPEAT_LINE
+    ws.show_details(ws.model.position(0))
+    assert not ws.details.redelivery.isVisible()
+
+
+def test_hide_duplicates_hides_and_counts_but_never_drops(qtbot):
+    ws = workspace_with_duplicates(qtbot)
+    bar, model = ws.filter_bar, ws.model
+    bar.hide_duplicates.setChecked(True)
+    shown = [model.position(r) for r in range(model.rowCount())]
+    assert shown == [0, 1, 3, 6, 7]
+    assert bar.hidden.text() == "3 hidden"
+    assert len(ws.store) == 8  # kept in memory, only not shown
+    # Rows arriving: a redelivery stays hidden, the count follows.
+    ws.ingest([columns_from_rows([uplink(8, f_cnt=13), uplink(9, f_cnt=13)], dup=[0, 1])])
+    model.announce()
+    assert [model.position(r) for r in range(model.rowCount())] == [0, 1, 3, 6, 7, 8]
+    assert bar.hidden.text() == "4 hidden"
+    # With a search too (the search leaves them out the same way).
+    bar.text.setText("dev-01")
+    bar._debounce.stop()
+    bar.apply()
+    qtbot.waitUntil(lambda: not model.searching)
+    assert [model.position(r) for r in range(model.rowCount())] == [0, 1, 6, 7, 8]
+    bar.text.setText("")
+    bar._debounce.stop()
+    bar.apply()
+    bar.hide_duplicates.setChecked(False)
+    assert model.rowCount() == 10 and bar.hidden.text() == ""
