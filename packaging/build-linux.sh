@@ -3,11 +3,13 @@
 #   dist/uplink-console_VERSION_ARCH.deb            (/opt/uplink-console, /usr/bin/uplink-console)
 #   dist/uplink-console-VERSION-linux-MACHINE.tar.gz (the folder, run in place)
 # Then unpacks each into a temporary root (dpkg-deb -x, tar) and runs packaging/smoke-test.sh on
-# the program found there (--version, --demo --smoke-test 10, offscreen). Any failure stops the
-# build with a non-zero exit. Prints the build time and the size of each artifact.
+# the program found there (--version, --demo --smoke-test 10, offscreen; SMOKE_SECONDS=N for a
+# longer run on a busy machine). Any failure stops the build with a non-zero exit. Prints the
+# build time and the size of each artifact.
 set -eu
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
+SMOKE_SECONDS=${SMOKE_SECONDS:-10}
 started=$(date +%s)
 if ! command -v dpkg-deb >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -42,12 +44,12 @@ if command -v desktop-file-validate >/dev/null 2>&1; then
 fi
 # The launcher, pointed at the unpacked /opt instead of the real one.
 sed "s#/opt/uplink-console#$check/deb/opt/uplink-console#" "$launcher" >"$check/launcher" && chmod +x "$check/launcher"
-EXPECTED_VERSION="$version" packaging/smoke-test.sh "$check/launcher"
+EXPECTED_VERSION="$version" packaging/smoke-test.sh "$check/launcher" "$SMOKE_SECONDS"
 
 echo "== the tarball, unpacked with tar into $check/tar"
 mkdir "$check/tar"
 tar -xzf "$tarball" -C "$check/tar"
-EXPECTED_VERSION="$version" packaging/smoke-test.sh "$check/tar/uplink-console/uplink-console"
+EXPECTED_VERSION="$version" packaging/smoke-test.sh "$check/tar/uplink-console/uplink-console" "$SMOKE_SECONDS"
 
 finished=$(date +%s)
 echo
