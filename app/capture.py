@@ -20,7 +20,6 @@ import base64
 import datetime as dt
 import errno
 import os
-import re
 import signal
 import sys
 import time
@@ -70,11 +69,13 @@ def message_record(msg: ReceivedMessage) -> dict:
 # ----- raw lines from fragments ----------------------------------------------------------------
 
 # An ASCII payload is text (app.payload.is_printable_text) unless it holds a control character
-# other than tab, line feed and carriage return: a regex scan in C instead of decode + translate.
-_ASCII_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# other than tab, line feed and carriage return: bytes.translate deleting those is the cheapest
+# test measured (0.3 us for 200 bytes; a regex search 1.7 us, decode + str.translate 9 us).
+_ASCII_CONTROL = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _TEXT_END = b',"payload_encoding":"text","properties":'
 _BASE64_END = b',"payload_encoding":"base64","properties":'
 _NO_PROPERTIES = b"null}\n"
+_TEXT_LINE_END = _TEXT_END + _NO_PROPERTIES
 # (qos, retain, dup) -> the fragment between the topic and the payload
 _FLAGS = {
     (qos, retain, dup): b',"qos":%d,"retain":%s,"dup":%s,"payload":'
@@ -89,7 +90,7 @@ _TOPIC_CACHE_LIMIT = 20_000
 def payload_fragment(payload: bytes) -> tuple[bytes, bytes]:
     """(the payload as a JSON string, the payload_encoding fragment that follows it)."""
     if payload.isascii():
-        if _ASCII_CONTROL.search(payload) is None:
+        if len(payload.translate(None, _ASCII_CONTROL)) == len(payload):
             return orjson.dumps(payload.decode("ascii")), _TEXT_END
     elif is_printable_text(payload):
         return orjson.dumps(payload.decode("utf-8")), _TEXT_END
@@ -273,22 +274,30 @@ async def run_capture(config: ConnectionConfig, out: str, platform=None, credent
 
         # QoS 0 over MQTT 3.x, straight from the packet decoder: no ReceivedMessage, no call per
         # fragment; the time is formatted once per read from the socket.
+        # The common case (printable ASCII) inline: a function call costs as much as its test.
         pending = writer.pending
         extend = pending.extend
         head_at = maker.head
+        topics = maker._topics  # noqa: SLF001 - read here, filled by maker.topic
         topic_fragment = maker.topic
+        dumps = orjson.dumps
+        control = _ASCII_CONTROL
         qos0 = (_FLAGS[0, False, False], _FLAGS[0, True, False])
         read_at = [None, b""]  # the received_at of the current read, and its head fragment
 
         def on_fast_message(topic: str, payload: bytes, retain: bool, received_at: float) -> None:
-            if writer.error is not None:
-                return
             if not pending:
+                if writer.error is not None:  # writing failed: keep nothing (flush cleared pending)
+                    return
                 loop.call_soon(write_pending)
             if received_at is not read_at[0]:
                 read_at[0], read_at[1] = received_at, head_at(received_at)
-            text, end = payload_fragment(payload)
-            extend((read_at[1], topic_fragment(topic), qos0[retain], text, end, _NO_PROPERTIES))
+            topic_json = topics.get(topic) or topic_fragment(topic)
+            if payload.isascii() and len(payload.translate(None, control)) == len(payload):
+                extend((read_at[1], topic_json, qos0[retain], dumps(payload.decode("ascii")), _TEXT_LINE_END))
+            else:
+                text, end = payload_fragment(payload)
+                extend((read_at[1], topic_json, qos0[retain], text, end, _NO_PROPERTIES))
     else:
 
         def on_message(msg: ReceivedMessage) -> None:

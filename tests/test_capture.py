@@ -75,6 +75,7 @@ def test_capture_writes_and_flushes_while_running(broker, tmp_path, topic):
     assert lines[0]["payload"] == '{"t": 21.5}' and lines[0]["payload_encoding"] == "text"
     assert base64.b64decode(lines[1]["payload"]) == b"\x00\x01\xfe" and lines[1]["payload_encoding"] == "base64"
     assert lines[0]["time"].endswith("Z")
+    assert lines[0]["dup"] is False and lines[1]["dup"] is False  # not redeliveries (tests/test_dup.py)
 
 
 def test_capture_mqtt5_properties_and_password_from_environment(broker, tmp_path, topic):
