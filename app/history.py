@@ -56,6 +56,10 @@ CHECKPOINT_INTERVAL = 0.5  # seconds between the checkpoint thread's passes (whe
 
 RETENTION_AGE_INTERVAL = 5.0  # seconds between age checks made by append()
 RETENTION_CHUNK = 5_000  # most rows one automatic retention pass deletes (~70 ms here: append() stays short)
+# Reopening a connection (load_newest_first): the newest rows in a small first batch, shown at
+# once; the rest in batches of a size the window appends in a few milliseconds each.
+REPLAY_FIRST_ROWS = 2_000
+REPLAY_CHUNK_ROWS = 20_000
 RETENTION_SLACK = 0.01  # automatic passes delete this fraction below a limit, so they run rarely
 
 
@@ -857,6 +861,41 @@ class HistoryReader:
                     yield columns_from_rows(rows)
             finally:
                 cur.close()
+        except sqlite3.Error as exc:
+            raise _error(exc, self.path, "read") from exc
+
+    def load_newest_first(
+        self, limit: int, first: int = REPLAY_FIRST_ROWS, chunk: int = REPLAY_CHUNK_ROWS
+    ) -> Iterator[dict]:
+        """The newest `limit` rows as column batches, the newest batch first: the first batch holds
+        the newest `first` rows, each later one the `chunk` rows just before the previous batch
+        (inside a batch, rows oldest first, as EventStore.append_columns takes them).
+
+        For reopening a connection with a long history: the newest rows reach the window in the
+        first few milliseconds of the replay instead of at its end (load_recent reads oldest
+        first). Each batch is one rowid-range query (a b-tree seek, then a scan), so a batch
+        costs the same wherever it is in a file of millions of rows; rows the writer appends
+        meanwhile have larger ids and are not read (the live session delivers them), rows
+        retention deletes meanwhile are simply not found."""
+        db = self._connect()
+        if db is None or limit <= 0:
+            return
+        try:
+            top = db.execute("SELECT max(id) FROM events").fetchone()[0]
+            if top is None:
+                return
+            before, left, size = top + 1, limit, max(1, min(first, limit))
+            while left > 0:
+                rows = db.execute(
+                    f"SELECT {_ROW_SELECT} FROM events WHERE id < ? ORDER BY id DESC LIMIT ?", (before, min(size, left))
+                ).fetchall()
+                if not rows:
+                    return
+                left -= len(rows)
+                before = rows[-1][0]
+                rows.reverse()
+                yield columns_from_rows(rows)
+                size = chunk
         except sqlite3.Error as exc:
             raise _error(exc, self.path, "read") from exc
 

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,6 +255,8 @@ def soak(args, work: Path) -> tuple[list[dict], dict]:
                 samples.append(row)
                 if row["retention_reached"] and info["retention_at_s"] is None:
                     info["retention_at_s"] = row["t_s"]
+                    if args.trace_memory:
+                        info["snapshot"] = tracemalloc.take_snapshot()
                 next_sample += args.interval
                 if now - last_print >= 60 or now - start >= duration:
                     last_print = now
@@ -269,6 +272,12 @@ def soak(args, work: Path) -> tuple[list[dict], dict]:
                     break
             await asyncio.sleep(max(0.05, next_sample - time.monotonic()))
         heartbeat.timer.stop()
+        if args.trace_memory and "snapshot" in info:
+            gc.collect()
+            grown = tracemalloc.take_snapshot().compare_to(info.pop("snapshot"), "lineno")
+            print("memory allocated since retention was reached, by line (tracemalloc):")
+            for stat in grown[:15]:
+                print(f"  {stat}")
         info["stall_p99_ms"] = heartbeat.quantile(0.99)
         info["stall_p999_ms"] = heartbeat.quantile(0.999)
         info["stall_max_ms"] = heartbeat.quantile(1.0)
@@ -451,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--rate", type=float, default=1000.0, help="messages a second over the five platforms")
     ap.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
+    ap.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="trace Python allocations (slower): print what grew after retention was reached",
+    )
     ap.add_argument("--out", default=None, help="folder for soak.csv and soak.png (default: a temp dir)")
     args = ap.parse_args(argv)
     if args.minutes <= 0 or args.rate <= 0 or args.interval <= 0:
@@ -468,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
     os.environ["KEYRING_PROPERTY_FILE_PATH"] = str(work / "keyring.cfg")
     gc.collect()
+    if args.trace_memory:
+        tracemalloc.start(4)
     samples, info = soak(args, work)
     write_csv(samples, Path(args.out) / "soak.csv")
     s = summarize(samples, info)
