@@ -39,9 +39,11 @@ class FilterBar(QWidget):
         self.f_port.setPlaceholderText("FPort")
         self.f_port.setValidator(QIntValidator(0, 255))
         self.f_port.setMaximumWidth(60)
+        self.f_port.setMinimumWidth(52)
         self.gateway = QLineEdit()
         self.gateway.setPlaceholderText("gateway")
         self.gateway.setMaximumWidth(150)
+        self.gateway.setMinimumWidth(90)
         self.gateway.setClearButtonEnabled(True)
         self.text = QLineEdit()
         self.text.setPlaceholderText("search payload hex, decoded values, device, topic, errors…")
@@ -84,8 +86,7 @@ class FilterBar(QWidget):
         lay.addWidget(self.regex)
         lay.addWidget(self.all_history)
         lay.addWidget(self.result)
-        lay.addWidget(self.hide_duplicates)
-        lay.addWidget(self.hidden)
+        # hide_duplicates and hidden are laid out by the page (next to the row count).
 
     def _kinds_toggled(self, *_):
         chosen = [KIND_LABELS.get(k, k) for k, a in self.kind_actions.items() if a.isChecked()]

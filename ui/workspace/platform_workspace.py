@@ -89,7 +89,11 @@ class PlatformWorkspace(QWidget):
         tl.setContentsMargins(0, 0, 0, 0)
         tl.addLayout(top)
         tl.addWidget(self.view, 1)
-        tl.addWidget(self.count_label)
+        under = QHBoxLayout()
+        under.addWidget(self.count_label, 1)
+        under.addWidget(self.filter_bar.hide_duplicates)
+        under.addWidget(self.filter_bar.hidden)
+        tl.addLayout(under)
 
         self.bottom = QTabWidget()
         self.bottom.addTab(self.details, "Details")
@@ -120,6 +124,7 @@ class PlatformWorkspace(QWidget):
         self._history_generation = 0
         self._history_cancel: threading.Event | None = None
         self.history_searching = False
+        self._progress_shown_at = 0.0
         self._devices_pending: list[dict] = []
         self._devices_timer = QTimer(self)
         self._devices_timer.setSingleShot(True)
@@ -264,7 +269,11 @@ class PlatformWorkspace(QWidget):
     def _search_state(self, running: bool, progress: float) -> None:
         bar = self.filter_bar
         if running:
-            bar.result.setText(f"searching… {progress:.0%}")
+            # A label's new text lays the bar out again: a few times a second is enough.
+            now = time.monotonic()
+            if now - self._progress_shown_at >= 0.25:
+                self._progress_shown_at = now
+                bar.result.setText(f"searching… {progress:.0%}")
         elif self.model.search_seconds is not None:
             bar.result.setText(f"{self.model.search_seconds * 1000:.0f} ms")
 
