@@ -137,7 +137,7 @@ def test_smoke_test_prints_its_line_connected(broker, topic):
             "-m",
             "ui.launcher",
             "--smoke-test",
-            "4",
+            "8",
             "--url",
             broker.url("plain"),
             "--topic",
@@ -148,7 +148,7 @@ def test_smoke_test_prints_its_line_connected(broker, topic):
         stderr=subprocess.PIPE,
         env=env,
     )
-    time.sleep(2.0)
+    time.sleep(4.0)  # connected and subscribed by then, on a loaded machine too
     publish_with_paho(broker.ports.plain, topic + "/x", [f"m{i}".encode() for i in range(500)])
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()

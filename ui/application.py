@@ -235,8 +235,11 @@ def run(argv: list[str]) -> int:
 
         loop.call_later(args.smoke_test, report)
     logging.getLogger(__name__).debug("window up")
+    from ui.bridge import cancel_spawned
+
     with loop:
         loop.run_until_complete(done.wait())
+        cancel_spawned(loop)
     return status
 
 

@@ -331,6 +331,24 @@ class SessionBridge(QObject):
         engine.close()  # the engine process stops its sessions itself
 
 
+_spawned: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()
+
+
+def cancel_spawned(loop: asyncio.AbstractEventLoop, timeout: float = 2.0) -> int:
+    """At exit, before the loop closes: cancels the tasks spawn() started that are still waiting
+    (a connect, a downlink's answer) and lets them end, so none is destroyed while pending.
+    Returns how many there were."""
+    pending = [t for t in _spawned if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending and not loop.is_closed():
+        try:
+            loop.run_until_complete(asyncio.wait(pending, timeout=timeout))
+        except Exception:  # noqa: BLE001 - leaving anyway
+            log.debug("spawned tasks did not end at exit", exc_info=True)
+    return len(pending)
+
+
 def spawn(coro, on_error=None) -> asyncio.Task:
     """Runs a coroutine on the GUI loop; errors go to on_error as sentences, never as tracebacks."""
 
@@ -344,4 +362,6 @@ def spawn(coro, on_error=None) -> asyncio.Task:
             if on_error is not None:
                 on_error(str(exc) or type(exc).__name__)
 
-    return asyncio.ensure_future(guarded())
+    task = asyncio.ensure_future(guarded())
+    _spawned.add(task)
+    return task
