@@ -1,31 +1,39 @@
 """Search that answers while you type: free text (any case) or a regular expression over the
 uplink table's payload hex, decoded values, device ids, DevEUIs, topics, gateways and errors.
 
-Why this shape (measured here, 2 cores, 1,000,000 simulated TTS uplinks of a 400-device fleet,
-benchmarks/search_options.py prints these numbers):
-- Today's search (EventStore.matching) scans every row's fields per keystroke: 580-1,300 ms, on
-  the GUI thread. One per-row pass of `bytes.lower() + in` over the decoded column alone (the
-  reference the bench divides by) is ~640 ms.
-- A joined lowercase buffer (each row's decoded JSON, payload hex and error, 66 MB for 1M rows)
-  searched with bytes.find/count: 18-70 ms per search, a full pass however rare the text. At the
-  limit of "10x faster" on its own, and regex passes over it are slower (re.finditer ~80 ms for a
-  common word, more for classes).
-- The same buffer searched with numpy (a vector compare per needle byte): 75-80 ms. No better.
-- SQLite FTS5 (trigram tokenizer, which substring search needs) over the history: an index ~3x
-  the text, written by the engine on its hot path for every row, and matching needs a query
-  per keystroke through SQLite; it answers "which rows on disk", not "which rows in the table".
-  The history search ("search all history") reads the file directly instead (HistoryReader).
-- Chosen: the joined buffer, cut into pieces of up to PIECE_ROWS rows, each with a 256-bit
-  signature per row (which hashed character pairs the row's text holds; built with numpy, ~0.3
-  us a row) and, for the columns that repeat a few thousand values (device id, DevEUI, topic,
-  gateway), one small integer code per row. A search tests each distinct repeated value once
-  (a lookup table, then one numpy gather per piece) and keeps only the rows whose signature holds
-  every pair of the needle before it looks at their text: a rare value, a device id, a payload
-  fragment or nothing found in 5-20 ms at 1M rows (~0.01-0.03 of the reference); a word in every
-  row of a device type ~100 ms (the cost is then the matching rows themselves). A regex makes
-  one pass over the buffer per piece. Building the index costs ~1-1.5 us per appended row, in
-  slices of at most INDEX_SLICE rows on the GUI thread (`SearchIndex.catch_up`), ~66 + 32 + 24
-  bytes a row of memory.
+Why this shape. Measured here with benchmarks/search_options.py (1,000,000 rows of a simulated
+400-device fleet, the rows `uplink-console bench search` uses) on 2 cores shared with other
+work: the first figures at a load average of ~6, those in brackets at ~14 (ratios are from one
+run, so they hold; absolute times move 2-3x with the load):
+- The reference, one per-row pass of `bytes.lower() + in` over the decoded column: 640 ms
+  [1.0-2.5 s]. Today's search (EventStore.matching, every field of every row, on the GUI thread
+  per keystroke): 580-1,300 ms [1.2-4.1 s].
+- A joined lowercase buffer (decoded JSON, payload hex and error of each row: 67 MB) and
+  bytes.count: 18-70 ms [35-111 ms], a full pass however rare the text: about 0.03-0.1 of the
+  reference, at the limit on its own. numpy over the same buffer (a compare per needle byte):
+  75-80 ms [80-450 ms]. One re.finditer pass: 80 ms for a common word [88-385 ms].
+- SQLite FTS5 with the trigram tokenizer (what substring search needs): 143 us a row to build
+  [loaded], 4.3x the text's size; its queries are quick (0.0-87 ms per 100,000 rows). But every
+  row would have to be written to it on the engine's hot path (~30,000 rows/s in a flood: more
+  than the engine has), and over the history it would change the file's schema. Not chosen;
+  "search all history" pages through HistoryReader instead (search_history below).
+- Chosen: the joined buffer cut into pieces of up to PIECE_ROWS rows, with a 256-bit signature
+  per row (which hashed pairs of bytes its text holds; numpy, ~0.24 us a row) and, for the columns
+  that repeat a few thousand values (device id, DevEUI, topic, gateway), a small integer code per
+  row. A search tests each distinct repeated value once (then one numpy gather per piece), and
+  looks at the text only of the rows whose signature holds every pair of the needle (or, when
+  they are many, finds every occurrence of the needle's rarest byte with numpy). At 1M rows: a
+  rare value 9 ms, a device id 15 ms, a payload fragment 7 ms, nothing found 12 ms, a word in a
+  fifth of the rows 47 ms, one letter 45 ms [32-153 ms; median 0.019 of the reference]. A regular
+  expression is narrowed by the plain text every match holds ("^0917" -> rows holding 0917, found
+  as above, then the pattern on each): 8-25 ms, "temp.*23\\.2" 125 ms (temp is in a fifth of the
+  rows); one without such text ("a|b") is one re pass per piece, 330-540 ms [1.9-3.6 s]: not 10x
+  faster than the scan, but in slices like the rest.
+- Building the index: ~1.3 us a row in its parts (row text 0.46, join 0.19, offsets 0.08,
+  signatures 0.24, codes 4 x 0.065), 2.8-3 us a row measured with the merging of pieces [7 us],
+  on the GUI thread in slices of at most INDEX_SLICE rows as rows are announced; 123 bytes a row
+  of memory (text 67, signature 32, offsets 8, codes 16). The row text and signatures could be
+  made in the engine process instead (columns_from_rows runs there) and shipped with the batch.
 - Pieces are searched newest first, one piece per step (`SearchJob.step`), so the caller runs a
   search in slices between repaints, shows the newest matches first and drops a job the moment
   the text changes: nothing here blocks for more than a piece.
@@ -74,6 +82,7 @@ class Query:
     needle: bytes = field(init=False, repr=False, compare=False)
     pattern: re.Pattern | None = field(init=False, repr=False, compare=False)  # bytes, for the buffer
     str_pattern: re.Pattern | None = field(init=False, repr=False, compare=False)  # for coded values
+    literals: tuple = field(init=False, repr=False, compare=False)  # bytes every row a regex matches holds
 
     def __post_init__(self) -> None:
         needle = self.text.lower().encode("utf-8", "surrogatepass")
@@ -87,6 +96,7 @@ class Query:
                     f"The regular expression is not valid ({exc.msg} at position {exc.pos}); "
                     "correct it or switch the .* button off to search for the text as typed."
                 ) from None
+        object.__setattr__(self, "literals", _required_literals(pattern) if pattern is not None else ())
         object.__setattr__(self, "needle", needle)
         object.__setattr__(self, "pattern", pattern)
         object.__setattr__(self, "str_pattern", str_pattern)
@@ -118,6 +128,27 @@ class Query:
         if any(self.value_matches(row.get(name)) for name in CODED):
             return True
         return self.text_matches(row_text(row.get("decoded"), row.get("payload"), row.get("error")))
+
+
+def _required_literals(pattern: re.Pattern) -> tuple[bytes, ...]:
+    """The runs of plain characters (two bytes or more) every match of pattern holds, lowercase
+    as the index's text is: "temp.*23\\.2" -> (b"temp", b"23.2"). Only the pattern's top level
+    counts (a branch, a repeat or a group ends a run)."""
+    try:
+        from re import _constants, _parser  # the parser re itself uses (private: any failure means no literal)
+
+        items = _parser.parse(pattern.pattern, pattern.flags).data
+        runs, run = [], bytearray()
+        for op, value in [*items, (None, None)]:
+            if op is _constants.LITERAL and 0 <= value < 256:
+                run.append(value)
+                continue
+            if len(run) >= 2:
+                runs.append(bytes(run).lower())
+            run = bytearray()
+        return tuple(sorted(runs, key=len, reverse=True)[:4])
+    except Exception:
+        return ()
 
 
 def _lower_bytes(data: bytes) -> bytes:
@@ -295,23 +326,38 @@ def search_piece(piece: Piece, query: Query, tables: dict[str, np.ndarray], rare
     for name, table in tables.items():
         mask |= table[piece.codes[name]]
     buf, ends = piece.buf, piece.ends
-    if query.pattern is not None:
+    if query.pattern is not None and query.literals:
+        # Only the rows that hold every literal of the pattern can match: those found as for
+        # plain text, then the pattern run on each of them alone.
+        held = ~mask
+        for literal in query.literals:
+            cand, held = held, np.zeros(piece.n, dtype=bool)
+            _plain_rows(piece, literal, held, rarest if literal is query.literals[0] else 0, cand)
+        search = query.pattern.search
+        starts = piece.starts()
+        rows = np.flatnonzero(held)
+        spans = zip(rows.tolist(), starts[rows].tolist(), ends[rows].tolist(), strict=True)
+        mask[[r for r, s, e in spans if search(buf, s, e - 1) is not None]] = True
+    elif query.pattern is not None:
         _regex_rows(piece, query.pattern, mask)
     else:
-        needle = query.needle
-        cand = ~mask
-        for byte, bits in _needle_signature(needle).items():
-            cand &= (piece.sig[:, byte] & bits) == bits
-        cand = np.flatnonzero(cand)
-        if len(cand) * _VERIFY_SHARE <= piece.n:
-            find = buf.find
-            starts = piece.starts()
-            rows = cand.tolist()
-            spans = zip(rows, starts[cand].tolist(), ends[cand].tolist(), strict=True)
-            mask[[r for r, s, e in spans if find(needle, s, e) >= 0]] = True
-        else:
-            _dense_rows(piece, needle, mask, rarest)
+        _plain_rows(piece, query.needle, mask, rarest, ~mask)
     return np.flatnonzero(mask) + piece.start
+
+
+def _plain_rows(piece: Piece, needle: bytes, mask: np.ndarray, rarest: int, cand: np.ndarray) -> None:
+    """Sets mask for the rows among cand (bool) whose text holds needle."""
+    buf, ends = piece.buf, piece.ends
+    for byte, bits in _needle_signature(needle).items():
+        cand &= (piece.sig[:, byte] & bits) == bits
+    cand = np.flatnonzero(cand)
+    if len(cand) * _VERIFY_SHARE <= piece.n:
+        find = buf.find
+        starts = piece.starts()
+        spans = zip(cand.tolist(), starts[cand].tolist(), ends[cand].tolist(), strict=True)
+        mask[[r for r, s, e in spans if find(needle, s, e) >= 0]] = True
+    else:
+        _dense_rows(piece, needle, mask, min(rarest, len(needle) - 1))
 
 
 def _dense_rows(piece: Piece, needle: bytes, mask: np.ndarray, rarest: int = 0) -> None:
@@ -368,7 +414,8 @@ class SearchJob:
         self._next = len(pieces) - 1
         self._tables = index.lookup(query) if not query.empty else {}
         counts = index.byte_counts
-        self._rarest = min(range(len(query.needle)), key=lambda k: counts[query.needle[k]]) if query.needle else 0
+        needle = query.literals[0] if query.literals else query.needle
+        self._rarest = min(range(len(needle)), key=lambda k: counts[needle[k]]) if needle else 0
         self.matched = 0
 
     @property

@@ -400,3 +400,10 @@ def test_a_new_keystroke_cancels_the_history_search(qtbot, tmp_path):
     qtbot.waitUntil(lambda: not ws.model.searching, timeout=20_000)
     assert ws.model.history_rows == 0
     ws.history.close()
+
+
+def test_a_regex_is_narrowed_by_the_text_every_match_holds():
+    assert Query(r"Temp.*23\.2", regex=True).literals == (b"temp", b"23.2")
+    assert Query(r"a|bc", regex=True).literals == ()  # a branch: no text is certain
+    assert Query(r"ab?c", regex=True).literals == ()
+    assert Query(r"^0917", regex=True).literals == (b"0917",)

@@ -147,6 +147,7 @@ class PlatformWorkspace(QWidget):
             self.notice.emit("history-read", f"The history of this connection cannot be read: {exc}")
 
     def close_history(self) -> None:
+        self._cancel_history_search()
         if self.history is not None:
             self.history.close()
             self.history = None
