@@ -167,6 +167,85 @@ def measure(port: int, replay_rows: int, table_rows: int, newest_id: int, timeou
     return out
 
 
+def measure_bridge(port: int, replay_rows: int, newest_id: int, timeout: float) -> dict:
+    """The engine's newest-first replay as the window's bridge delivers it (SessionBridge with
+    history_newest_first): when the newest rows arrive, when all have, when the live session is
+    up, and the heartbeat meanwhile (the bridge's own work only: the table's prepend is not in it)."""
+    import qasync
+    from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app import platforms
+    from app.mqtt.config import Transport
+    from app.simulate import tts as simulate
+    from ui.bridge import SessionBridge
+
+    app = QApplication.instance() or QApplication(["uplink-console-reopen"])
+    loop = qasync.QSelectorEventLoop(app)
+    asyncio.set_event_loop(loop)
+    tts = platforms.get("tts")
+    profile = tts.validate({"app": simulate.APP_ID, "tenant": simulate.TENANT, "password": "NNSXS.bench"})
+    config = tts.connection(profile).replace(
+        host="127.0.0.1", port=port, transport=Transport.TCP, username=None, password=None
+    )
+    bridge = SessionBridge()
+    bridge.history_newest_first = True
+    got = {"rows": 0, "newest": None, "live": None}
+    lateness: list[float] = []
+    beat = {"last": time.monotonic()}
+
+    def on_beat() -> None:
+        now = time.monotonic()
+        lateness.append(max(0.0, (now - beat["last"] - 0.010) * 1000))
+        beat["last"] = now
+
+    def on_history(batches) -> None:
+        for b in batches:
+            got["rows"] += len(b["id"])
+            if got["newest"] is None and len(b["id"]) and b["id"][-1] == newest_id:
+                got["newest"] = time.monotonic()
+
+    bridge.history_arrived.connect(on_history)
+    heartbeat = QTimer()
+    heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
+    heartbeat.setInterval(10)
+    heartbeat.timeout.connect(on_beat)
+    out: dict = {}
+
+    async def scenario() -> None:
+        await asyncio.sleep(0.5)
+        heartbeat.start()
+        beat["last"] = t0 = time.monotonic()
+        task = asyncio.ensure_future(bridge.connect_to(config, "tts", profile, HISTORY_NAME, replay_rows))
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            if got["live"] is None and bridge.connected:
+                got["live"] = time.monotonic()
+            if got["rows"] >= replay_rows and got["live"] is not None:
+                break
+            await asyncio.sleep(0.005)
+        done = time.monotonic()
+        heartbeat.stop()
+        await task
+        await bridge.disconnect_from()
+        values = sorted(lateness)
+        out.update(
+            first_rows_ms=_ms(got["newest"], t0),
+            newest_ms=_ms(got["newest"], t0),
+            all_s=(done - t0) if got["rows"] >= replay_rows else float("nan"),
+            live_ms=_ms(got["live"], t0),
+            shown=got["rows"],
+            stall_max_ms=values[-1] if values else 0.0,
+            stall_p99_ms=values[min(len(values) - 1, int(len(values) * 0.99))] if values else 0.0,
+        )
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        bridge.shutdown()
+    return out
+
+
 def _newest_shown(ws, newest_id: int) -> bool:
     """Whether the row with the history's newest id is in the model (shown rows only)."""
     model = ws.model
@@ -193,6 +272,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table-rows", type=int, default=1_000_000, help="rows the table keeps (default 1,000,000)")
     ap.add_argument("--history", type=Path, default=None, help="keep (and reuse) the built history here")
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument(
+        "--replay",
+        type=int,
+        default=None,
+        help="rows to replay (default: what a page asks for, min(table rows, HISTORY_ROWS_AT_START))",
+    )
+    ap.add_argument(
+        "--bridge",
+        action="store_true",
+        help="measure the engine's newest-first replay at the window's bridge instead of the window's table",
+    )
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="uplink-reopen-"))
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -227,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     with HistoryReader(target) as reader:
         newest_id = reader.max_id()
         stored = reader.count()
-    replay = min(stored, args.table_rows, HISTORY_ROWS_AT_START)
+    replay = min(stored, args.table_rows, args.replay or HISTORY_ROWS_AT_START)
     print(
         f"history: {stored:,} rows ({target.stat().st_size / 1e6:,.0f} MB); the window replays {replay:,} "
         f"(table keeps {args.table_rows:,}, a page asks for {HISTORY_ROWS_AT_START:,})",
@@ -236,10 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     reference = bare_read(target, replay)
     print(f"reference: a bare read of those {replay:,} rows into column batches takes {reference:.2f} s", flush=True)
     with Mosquitto(work / "broker", full=False) as broker:
-        result = measure(broker.ports.plain, replay, args.table_rows, newest_id, args.timeout)
+        if args.bridge:
+            result = measure_bridge(broker.ports.plain, replay, newest_id, args.timeout)
+        else:
+            result = measure(broker.ports.plain, replay, args.table_rows, newest_id, args.timeout)
     ratio = result["all_s"] / reference if reference else float("nan")
+    where = "at the bridge (newest first)" if args.bridge else "in the table"
     print(
-        f"first rows in the table after {result['first_rows_ms']:.0f} ms, the newest after "
+        f"first rows {where} after {result['first_rows_ms']:.0f} ms, the newest after "
         f"{result['newest_ms']:.0f} ms, all {result['shown']:,} after {result['all_s']:.2f} s; "
         f"live session connected after {result['live_ms']:.0f} ms"
     )
@@ -248,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         f"p99 {result['stall_p99_ms']:.0f} ms"
     )
     print(
+        f"{'bridge_' if args.bridge else ''}"
         f"reopen_rows={stored} replayed={result['shown']} reopen_first_rows_ms={result['first_rows_ms']:.0f} "
         f"reopen_newest_ms={result['newest_ms']:.0f} reopen_all_s={result['all_s']:.2f} "
         f"reopen_live_ms={result['live_ms']:.0f} stall_max_ms={result['stall_max_ms']:.0f} replay_ratio={ratio:.2f}"
