@@ -95,7 +95,7 @@ def test_demo_smoke_test_reports_rows_of_all_five_platforms(tmp_path, kind):
 
 def test_a_first_start_with_nothing_saved_opens_the_demo(tmp_path):
     """What `make run` runs: no option, no saved connection (no profiles file)."""
-    line, proc = run_console("--smoke-test", "12", env=console_env(tmp_path))
+    line, proc = run_console("--smoke-test", "20", env=console_env(tmp_path))  # 5 engines start: slow when loaded
     assert proc.returncode == 0, proc.stderr
     assert line["demo"]["state"] == "running"
     assert all(line["platforms"][p] > 0 for p in PLATFORMS), line["platforms"]
