@@ -206,7 +206,7 @@ class PlatformWorkspace(QWidget):
         bar.result.setToolTip("")
         ms = (time.perf_counter() - t0) * 1000
         bar.result.setText("searching…" if self.model.searching else (f"{ms:.0f} ms" if not flt.is_empty else ""))
-        bar.show_hidden(self.model.duplicates_in_memory)
+        bar.show_hidden(self.model.duplicates_in_memory if bar.duplicates_hidden else 0)
 
     # ----- "All history"
     def _cancel_history_search(self) -> None:

@@ -37,6 +37,7 @@ from ui.common.tables import FollowingTableView
 
 ANNOUNCE_INTERVAL = 0.2  # seconds between view inserts while rows stream in
 SEARCH_SLICE = 0.008  # seconds of search work per turn of the GUI loop
+FIRST_SLICE = 0.004  # the slice run at once when the filter changes (the view repaints after it)
 SEARCH_PUBLISH = 0.15  # seconds between inserts of older matches while a search goes on
 REPEAT_WINDOW = 64  # uplinks of a device whose frame counters tell a platform-level duplicate
 DUP_TOOLTIP = "redelivered by the broker (MQTT DUP flag)"
@@ -173,6 +174,7 @@ class UplinkTableModel(QAbstractTableModel):
         self.repeats = array("q")
         self._recent: dict[str, tuple[deque, set]] = {}
         self._repeats_end = self.store.end
+        self._duplicates = None  # (store base, end, repeats) -> duplicate_positions()
 
     # ----- Qt model API
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
@@ -441,7 +443,7 @@ class UplinkTableModel(QAbstractTableModel):
             self.search_started_at = time.monotonic()
             self._published_at = self.search_started_at
             # The first slice before the view repaints: a short search costs one repaint, not two.
-            done = self._advance()
+            done = self._advance(FIRST_SLICE)
             if self._pending:
                 self.visible = self._older_positions() + self.visible
             if not done:
@@ -492,11 +494,11 @@ class UplinkTableModel(QAbstractTableModel):
         self._job = None
         self._pending = []
 
-    def _advance(self) -> bool:
-        """Search work for at most SEARCH_SLICE seconds: index what is not indexed yet, then
-        search pieces newest first. True once the search is over."""
+    def _advance(self, budget: float = SEARCH_SLICE) -> bool:
+        """Search work for at most budget seconds: index what is not indexed yet, then search
+        pieces newest first. True once the search is over."""
         index = self.search_index
-        deadline = time.monotonic() + SEARCH_SLICE
+        deadline = time.monotonic() + budget
         while time.monotonic() < deadline:
             if self._job is None:
                 if index.end < self._job_end and index.behind:
@@ -644,7 +646,16 @@ class UplinkTableModel(QAbstractTableModel):
 
     def duplicate_positions(self) -> np.ndarray:
         """Absolute positions (ascending) of the rows in memory delivered twice: the DUP flag or a
-        platform-level repeat."""
+        platform-level repeat (computed again only when rows came or went)."""
+        store = self.store
+        key = (store.base, store.end, len(self.repeats))
+        if self._duplicates is not None and self._duplicates[0] == key:
+            return self._duplicates[1]
+        found = self._duplicate_positions()
+        self._duplicates = (key, found)
+        return found
+
+    def _duplicate_positions(self) -> np.ndarray:
         store = self.store
         flagged = np.flatnonzero(np.frombuffer(store.cols["dup"], dtype=np.uint8)) + store.base
         repeats = np.frombuffer(self.repeats, dtype=np.int64) if len(self.repeats) else np.empty(0, dtype=np.int64)
