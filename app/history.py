@@ -145,6 +145,19 @@ def history_path(profile_name: str) -> Path:
     return directory / f"{profile_slug(profile_name)}.sqlite3"
 
 
+def remove_database(path: Path) -> list[str]:
+    """Deletes an SQLite file with its -wal and -shm companions; the sentences of those that
+    could not be deleted (none when all went, or were not there)."""
+    problems = []
+    for suffix in ("", "-wal", "-shm"):
+        part = Path(path).with_name(Path(path).name + suffix)
+        try:
+            part.unlink(missing_ok=True)
+        except OSError as exc:
+            problems.append(f"{part} could not be deleted ({exc.strerror or exc})")
+    return problems
+
+
 def move_aside(path: Path) -> Path:
     """Renames a damaged history (and its -wal/-shm files) to <name>.corrupt-<timestamp>."""
     path = Path(path)

@@ -655,8 +655,7 @@ def _delete_history(name: str) -> None:
         path = history_path(name)
     except HistoryError:
         return
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            path.with_name(path.name + suffix).unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("history file %s not deleted: %s", path, exc)
+    from app.history import remove_database
+
+    for problem in remove_database(path):
+        log.warning("history not deleted: %s", problem)

@@ -304,8 +304,7 @@ def _delete_outbox(name: str) -> None:
         path = outbox_path(name)
     except OutboxError:
         return
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            path.with_name(path.name + suffix).unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("demo outbox %s not deleted: %s", path, exc)
+    from app.history import remove_database
+
+    for problem in remove_database(path):
+        log.warning("demo outbox not deleted: %s", problem)
