@@ -235,3 +235,27 @@ def test_capture_line_for_redelivery_matches_its_dict():
     msg = ReceivedMessage("t/x", b'{"a": 1}', 1, False, None, time.time(), time.monotonic(), True)
     line = LineMaker().line(msg)
     assert json.loads(line) == message_record(msg) and json.loads(line)["dup"] is True
+
+
+async def test_raw_message_log_items_carry_dup(broker, topic):
+    """A session without a platform sends ReceivedMessage items (the window's raw message log)."""
+    from app.mqtt.process import EngineProcess, ProcessSession
+
+    port = broker.ports.plain
+    client_id = f"dup-raw-{uuid.uuid4().hex[:8]}"
+    leave_one_in_flight(port, client_id, topic + "/#", topic + "/m", b"redelivered")
+    config = parse_url(
+        broker.url("plain"), client_id=client_id, clean_session=False, subscriptions=(Subscription(topic + "/#", 1),)
+    )
+    items: list = []
+    engine = EngineProcess()
+    try:
+        session = ProcessSession(engine, config, on_batch=items.extend, on_state=lambda c: None)
+        await session.start()
+        await until(lambda: len(items) == 1, 20)
+        await session.publish(topic + "/m", b"first time", qos=1)
+        await until(lambda: len(items) == 2, 20)
+        await session.stop()
+    finally:
+        engine.close()
+    assert [(m.payload, m.dup) for m in items] == [(b"redelivered", True), (b"first time", False)]
