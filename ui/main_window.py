@@ -78,6 +78,9 @@ class MainWindow(QMainWindow):
         split.addWidget(self.sidebar)
         split.addWidget(center)
         split.setStretchFactor(1, 1)
+        # The sidebar keeps room for a connection's name and state; the page's widgets shrink first.
+        self.sidebar.setMinimumWidth(210)
+        split.setCollapsible(0, False)
         split.setSizes([260, 1180])
         self.setCentralWidget(split)
         # The demo (ui/demo/): its banner above the pages, its entries on the welcome page and in Help.
