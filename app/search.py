@@ -53,7 +53,7 @@ import numpy as np
 from app.store import NONE_INT, EventStore
 
 PIECE_ROWS = 16_384  # rows per index piece: one search step, ~1 MB of text
-INDEX_SLICE = 4_096  # most rows indexed in one catch_up slice (~5 ms)
+INDEX_SLICE = 1_024  # most rows indexed in one catch_up slice (1-3 ms, so a flood stalls the window less)
 CODED = ("device_id", "dev_eui", "topic", "gateway_id")  # repeated values, tested once each
 TEXT = ("decoded", "payload", "error")  # per-row text, in the buffer
 FIELD_SEP = b"\n"  # between the fields of a row (and after its last): ^ and $ of a regex match there
@@ -244,8 +244,14 @@ class SearchIndex:
         """Rows of the store not indexed yet."""
         return self.store.end - max(self.end, self.store.base)
 
-    def catch_up(self, max_rows: int = INDEX_SLICE) -> int:
-        """Indexes up to max_rows of the rows appended since; returns how many it indexed."""
+    def catch_up(self, max_rows: int | None = None) -> int:
+        """Indexes up to max_rows of the rows appended since (None: all of them, a slice at a
+        time); returns how many it indexed."""
+        if max_rows is None:
+            done = 0
+            while step := self.catch_up(INDEX_SLICE):
+                done += step
+            return done
         store = self.store
         self._forget_trimmed()
         lo = max(self.end, store.base)
