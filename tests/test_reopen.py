@@ -139,3 +139,57 @@ def test_the_window_reopens_a_history_of_200k_rows(qapp, loop, broker):
         window.close()
         with HistoryReader(history_path(name)) as reader:
             assert reader.count() == 200_000  # nothing lost from the file
+
+
+def test_the_engine_replays_newest_first_beside_the_live_session(qapp, loop, broker):
+    """With history_newest_first the bridge gets the history's newest 2,000 rows first, then ever
+    older batches, one a tick, while the live session is already connected and delivering."""
+    from app import platforms
+    from app.mqtt.config import Transport
+    from ui.bridge import HISTORY_BATCHES_PER_TICK, SessionBridge
+
+    name = "reopen test newest first"
+    ids = write_history(history_path(name), 200_000)
+    tts = platforms.get("tts")
+    profile = tts.validate({"app": simulate.APP_ID, "tenant": simulate.TENANT, "password": "NNSXS.test"})
+    config = tts.connection(profile).replace(
+        host="127.0.0.1", port=broker.ports.plain, transport=Transport.TCP, username=None, password=None
+    )
+    bridge = SessionBridge()
+    bridge.history_newest_first = True
+    history: list[list[int]] = []  # ids of each history_arrived emission's batches
+    ticks: list[int] = []
+    live: list[int] = []
+    connected_after: list[int] = []  # history batches received when the session came up
+
+    def on_history(batches) -> None:
+        ticks.append(len(batches))
+        history.extend(list(b["id"]) for b in batches)
+
+    bridge.history_arrived.connect(on_history)
+    bridge.messages_arrived.connect(lambda batches: live.extend(i for b in batches for i in b["id"]))
+    # Batches the engine had sent (pushed into the bridge's buffer) when the session came up.
+    bridge.state_changed.connect(
+        lambda change: change.state == "connected" and connected_after.append(bridge.history_buffer.total)
+    )
+
+    async def scenario():
+        await bridge.connect_to(config, "tts", profile, name, 200_000)
+        await until(lambda: bridge.connected, timeout=60)
+        from paho.mqtt import publish as paho_publish
+
+        paho_publish.single(
+            simulate.tts_topic(3), simulate.tts_uplink(3, 99), hostname="127.0.0.1", port=broker.ports.plain
+        )
+        await until(lambda: sum(len(b) for b in history) >= 200_000 and live, timeout=180)
+        await bridge.disconnect_from()
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        bridge.shutdown()
+    assert history[0] == ids[-2_000:], "the newest rows come first"
+    assert [i for batch in reversed(history) for i in batch] == ids, "then every older row, once"
+    assert connected_after and connected_after[0] < len(history), "the live session does not wait for the replay"
+    assert live and min(live) > ids[-1], "live rows come after the history"
+    assert max(ticks) <= HISTORY_BATCHES_PER_TICK

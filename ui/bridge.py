@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # (the uplink table shows them at most every ANNOUNCE_INTERVAL: each insert repaints it).
 BATCH_INTERVAL_MS = 50
 RESTARTS_PER_MINUTE = 3  # an engine lost more often than this is not started again
+# Replayed history reaches the owner one batch (20,000 rows, app/history.py) a tick: ~400k rows/s.
+HISTORY_BATCHES_PER_TICK = 1
 
 
 class SessionBridge(QObject):
@@ -47,6 +49,9 @@ class SessionBridge(QObject):
     notice = Signal(str, object)
     # An outbox entry (app/outbox.py's entry dict) that is new or changed state.
     downlink_changed = Signal(dict)
+    # Replayed history when the owner set history_newest_first: a list of column batches, each
+    # older than every row delivered before it (newest first), HISTORY_BATCHES_PER_TICK a tick.
+    history_arrived = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -58,6 +63,10 @@ class SessionBridge(QObject):
         # below it); None: the history file decides.
         self.id_floor = None
         self.buffer = MessageBuffer()
+        # The owner puts history_arrived batches above its rows: then the engine replays the
+        # history newest first beside the live session (else oldest first, before it).
+        self.history_newest_first = False
+        self.history_buffer = MessageBuffer()
         self.last_state: StateChange | None = None
         self.restarts: list[float] = []  # monotonic times the engine was replaced
         self._session_args: tuple | None = None  # what the current session was started with
@@ -94,6 +103,9 @@ class SessionBridge(QObject):
     def _drain(self) -> None:
         if len(self.buffer):
             self.messages_arrived.emit(self.buffer.drain())
+        if len(self.history_buffer):
+            # A bounded slice a tick: a million rows of history never make one long GUI turn.
+            self.history_arrived.emit(self.history_buffer.drain(HISTORY_BATCHES_PER_TICK))
         if self._downlinks_pending:
             with self._downlinks_lock:
                 pending, self._downlinks_pending = self._downlinks_pending, []
@@ -171,6 +183,10 @@ class SessionBridge(QObject):
     def _process_session(self, history_rows: int) -> ProcessSession:
         config, platform, profile, history_name, retention = self._session_args
         session: ProcessSession | None = None
+        on_history = None
+        if platform is not None and history_rows and self.history_newest_first:
+            self.history_buffer = MessageBuffer()  # what an earlier session replayed must not reach this one
+            on_history = self.history_buffer.push
 
         def on_notice(key: str, text) -> None:
             # A session being replaced (its history draining) must not speak for the new one.
@@ -191,6 +207,7 @@ class SessionBridge(QObject):
             on_notice=on_notice,
             retention=retention,
             first_id=self.id_floor() if self.id_floor is not None else 0,
+            on_history=on_history,
         )
         return session
 

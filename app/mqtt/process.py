@@ -12,6 +12,7 @@ Protocol (tuples over a multiprocessing Pipe):
     child -> parent: ("reply", call_id, ok, result_or_error_sentence)
                      ("state", session_id, StateChange)
                      ("batch", session_id, [item, ...])   items: ReceivedMessage, or event tuples
+                     ("history", session_id, column batch)   replayed history, newest batch first
                      ("downlinks", outbox key, [entry dict, ...])   every change of that outbox
                      ("downlink_notice", outbox key, sentence or None)
 
@@ -455,8 +456,17 @@ async def _serve(conn) -> None:
 
         return on_message, on_state
 
+    def history_failed(sid: int, exc: Exception) -> None:
+        from app.history import HistoryError
+
+        if isinstance(exc, HistoryError | OSError):
+            send(("notice", sid, "history-read", f"The history of this connection could not be read: {exc}"))
+        else:  # the live view works without the past
+            log.error("history could not be loaded", exc_info=exc)
+            send(("notice", sid, "history-read", f"The history of this connection could not be read ({exc!r})."))
+
     def load_history(sid: int, name: str, limit: int) -> None:
-        from app.history import HistoryError, HistoryReader, history_path
+        from app.history import HistoryReader, history_path
 
         try:
             reader = HistoryReader(history_path(name))
@@ -465,17 +475,61 @@ async def _serve(conn) -> None:
                     send(("batch", sid, batch))
             finally:
                 reader.close()
-        except (HistoryError, OSError) as exc:
-            send(("notice", sid, "history-read", f"The history of this connection could not be read: {exc}"))
-        except Exception as exc:  # noqa: BLE001 - the live view works without the past
-            log.exception("history could not be loaded")
-            send(("notice", sid, "history-read", f"The history of this connection could not be read ({exc!r})."))
+        except Exception as exc:  # noqa: BLE001 - one sentence for the window
+            history_failed(sid, exc)
+
+    # Newest-first replays in progress: session id -> (the reader's batches, an event set to stop).
+    replays: dict[int, tuple] = {}
+
+    def replay_first(sid: int, name: str, limit: int) -> None:
+        """Opens the replay and sends its first (newest) batch; the rest follows in replay_rest."""
+        from app.history import HistoryReader, history_path
+
+        try:
+            reader = HistoryReader(history_path(name))
+            batches = reader.load_newest_first(limit)
+            replays[sid] = (reader, batches, threading.Event())
+            for batch in batches:
+                send(("history", sid, batch))
+                break
+        except Exception as exc:  # noqa: BLE001 - one sentence for the window
+            replays.pop(sid, None)
+            history_failed(sid, exc)
+
+    def replay_rest(sid: int) -> None:
+        """The older batches, beside the live session (each older than every row sent before it)."""
+        entry = replays.get(sid)
+        if entry is None:
+            return
+        reader, batches, stopping = entry
+        try:
+            for batch in batches:
+                if stopping.is_set():
+                    break
+                send(("history", sid, batch))
+        except Exception as exc:  # noqa: BLE001 - one sentence for the window
+            history_failed(sid, exc)
+        finally:
+            replays.pop(sid, None)
+            reader.close()
 
     async def start(
-        sid: int, config, platform_name, profile, history_name, history_rows, retention=None, first_id: int = 0
+        sid: int,
+        config,
+        platform_name,
+        profile,
+        history_name,
+        history_rows,
+        retention=None,
+        first_id: int = 0,
+        newest_first: bool = False,
     ) -> None:
         """first_id: the lowest history id this session may hand out (the window already holds
-        rows up to it, e.g. from an engine that was replaced before its history caught up)."""
+        rows up to it, e.g. from an engine that was replaced before its history caught up).
+        newest_first: the history is replayed as "history" messages, newest batch first, and the
+        live session starts right after the first one (the window puts replayed rows above its
+        rows, so live rows and older history never need to interleave); else as "batch"
+        messages, oldest first, before the live session starts."""
         history = None
         if platform_name and history_name:
             previous = histories.get(history_name)
@@ -484,7 +538,11 @@ async def _serve(conn) -> None:
                 await loop.run_in_executor(None, previous.thread.join, PREVIOUS_WRITER_WAIT)
             if previous is not None:
                 first_id = max(first_id, previous.last_id + 1)
-            if history_rows:
+            if history_rows and newest_first:
+                await loop.run_in_executor(None, replay_first, sid, history_name, history_rows)
+                if sid in replays:
+                    loop.run_in_executor(None, replay_rest, sid)
+            elif history_rows:
                 await loop.run_in_executor(None, load_history, sid, history_name, history_rows)
             if previous is not None and previous.thread.is_alive():
                 send(
@@ -529,6 +587,9 @@ async def _serve(conn) -> None:
         await session.start()
 
     async def stop(sid: int) -> None:
+        replay = replays.get(sid)
+        if replay is not None:
+            replay[2].set()  # the replay stops after the batch it is reading
         session = sessions.pop(sid, None)
         ch = channels.get(sid)
         if ch is not None and ch.outbox is not None:
@@ -658,9 +719,17 @@ class EngineProcess:
     def new_session_id(self) -> int:
         return next(self._ids)
 
-    def register(self, sid: int, on_batch: Callable, on_state: Callable, on_notice: Callable | None = None) -> None:
-        """on_notice(key, sentence or None): a lasting notice of that session, None withdraws it."""
-        self._sinks[sid] = (on_batch, on_state, on_notice)
+    def register(
+        self,
+        sid: int,
+        on_batch: Callable,
+        on_state: Callable,
+        on_notice: Callable | None = None,
+        on_history: Callable | None = None,
+    ) -> None:
+        """on_notice(key, sentence or None): a lasting notice of that session, None withdraws it.
+        on_history(column batch): replayed history, newest batch first (see ProcessSession)."""
+        self._sinks[sid] = (on_batch, on_state, on_notice, on_history)
 
     def unregister(self, sid: int) -> None:
         self._sinks.pop(sid, None)
@@ -777,6 +846,10 @@ class EngineProcess:
                     sink = self._sinks.get(msg[1])
                     if sink is not None:
                         sink[0](msg[2])
+                elif kind == "history":
+                    sink = self._sinks.get(msg[1])
+                    if sink is not None and sink[3] is not None:
+                        sink[3](msg[2])
                 elif kind == "state":
                     sink = self._sinks.get(msg[1])
                     if sink is not None:
@@ -869,9 +942,14 @@ class ProcessSession:
         on_notice: Callable[[str, str | None], None] | None = None,
         retention=None,
         first_id: int = 0,
+        on_history: Callable[[dict], None] | None = None,
     ) -> None:
         """history_name: keep every event in that profile's SQLite history (platform sessions),
-        first sending up to history_rows of its newest rows as batches."""
+        first sending up to history_rows of its newest rows as batches: without on_history to
+        on_batch, oldest first, before the live session starts; with on_history to it, newest
+        batch first (the first holds the newest 2,000 rows, each later one the rows just older
+        than the one before), the live session starting right after the first: the newest rows
+        show at once and a million rows of history never hold the live rows back."""
         self.engine = engine
         self.config = config
         self.platform = platform
@@ -880,8 +958,9 @@ class ProcessSession:
         self.history_rows = history_rows
         self.retention = retention  # app.history.Retention, or None for its defaults
         self.first_id = first_id  # the lowest history id this session may hand out
+        self.history_newest_first = on_history is not None
         self.id = engine.new_session_id()
-        engine.register(self.id, on_batch, on_state, on_notice)
+        engine.register(self.id, on_batch, on_state, on_notice, on_history)
 
     async def start(self) -> None:
         await self.engine.run(
@@ -894,6 +973,7 @@ class ProcessSession:
             self.history_rows,
             self.retention,
             self.first_id,
+            self.history_newest_first,
         )
 
     async def stop(self) -> None:
