@@ -597,6 +597,15 @@ ALLOW_EXPIRED_HELP = (
     "Off: an expired CA or client certificate is refused before connecting, with a sentence saying which. "
     "On: the connection uses it anyway, and the sidebar shows that this connection does."
 )
+# Every platform's (the ones with certificate fields of their own too): the knowing override.
+ALLOW_EXPIRED_FIELD = ProfileField(
+    "allow_expired",
+    "Connect even though a certificate has expired",
+    "bool",
+    default=False,
+    advanced=True,
+    help=ALLOW_EXPIRED_HELP,
+)
 
 
 def broker_fields(
@@ -669,14 +678,7 @@ def broker_fields(
             advanced=True,
             help=VERIFY_HELP,
         ),
-        ProfileField(
-            "allow_expired",
-            "Connect even though a certificate has expired",
-            "bool",
-            default=False,
-            advanced=True,
-            help=ALLOW_EXPIRED_HELP,
-        ),
+        ALLOW_EXPIRED_FIELD,
     )
 
 

@@ -34,7 +34,7 @@ from app.mqtt.config import (
 )
 from app.payload import PayloadError, from_byte_array, json_error_text
 from app.platforms.base import (
-    ALLOW_EXPIRED_HELP,
+    ALLOW_EXPIRED_FIELD,
     VERIFY_HELP,
     DecodeError,
     DownlinkRequest,
@@ -491,14 +491,7 @@ class TektelicPlatform(Platform):
             advanced=True,
             help=VERIFY_HELP,
         ),
-        ProfileField(
-            "allow_expired",
-            "Connect even though a certificate has expired",
-            "bool",
-            default=False,
-            advanced=True,
-            help=ALLOW_EXPIRED_HELP,
-        ),
+        ALLOW_EXPIRED_FIELD,
         ProfileField(
             "downlink_template",
             "Downlink template",
