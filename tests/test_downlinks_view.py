@@ -183,3 +183,23 @@ def test_cancel_and_retry_a_waiting_downlink_through_the_engine(qtbot, loop, tmp
         loop.run_until_complete(scenario())
     finally:
         page.shutdown()
+
+
+def test_an_older_copy_of_a_downlink_never_replaces_a_newer_one(qtbot):
+    """The engine's notification of the hand-over can reach the window before the reply to Send
+    (or a reload's list): the table keeps the copy with more transitions."""
+    from ui.downlink.downlinks_view import DownlinksModel
+
+    model = DownlinksModel()
+    queued = {"id": "d1", "state": "outbox", "transitions": [["outbox", "2026-12-01T12:00:00Z", None]]}
+    handed = {**queued, "state": "handed-over", "transitions": [*queued["transitions"], ["handed-over", "t2", None]]}
+    model.upsert(handed)
+    model.upsert(queued)  # the reply to Send, after the notification
+    model.announce()
+    assert [e["state"] for e in model.rows] == ["handed-over"]
+    model.upsert(queued)
+    model.announce()
+    assert [e["state"] for e in model.rows] == ["handed-over"]
+    model.upsert(handed)
+    model.load([queued])  # a reload that read the outbox before the hand-over
+    assert [e["state"] for e in model.rows] == ["handed-over"]

@@ -144,10 +144,13 @@ class DownlinksModel(QAbstractTableModel):
 
     # ----- feeding
     def load(self, entries: list[dict]) -> None:
-        """Every entry of the connection (downlinks(), oldest first): the table starts over."""
+        """Every entry of the connection (downlinks(), oldest first): the table starts over,
+        keeping any change that arrived meanwhile and is newer than the list read."""
+        known = {e["id"]: e for e in self.rows}
+        known.update(self._pending)
         self._pending.clear()
         self.beginResetModel()
-        self.rows = [dict(e) for e in entries if e.get("id")]
+        self.rows = [_newer(known.get(e["id"]), dict(e)) for e in entries if e.get("id")]
         self.row_of_id = {e["id"]: i for i, e in enumerate(self.rows)}
         self.endResetModel()
         self.counts_changed.emit()
@@ -157,7 +160,7 @@ class DownlinksModel(QAbstractTableModel):
         ident = entry.get("id")
         if not ident:
             return
-        self._pending[ident] = dict(entry)
+        self._pending[ident] = _newer(self._pending.get(ident), dict(entry))
         if not self._timer.isActive():
             self._timer.start()
 
@@ -173,7 +176,7 @@ class DownlinksModel(QAbstractTableModel):
             if row is None:
                 new.append(entry)
             else:
-                self.rows[row] = entry
+                self.rows[row] = _newer(self.rows[row], entry)
                 changed_rows.append(row)
         if changed_rows:
             self.dataChanged.emit(self.index(min(changed_rows), 0), self.index(max(changed_rows), len(COLUMNS) - 1))
@@ -188,6 +191,14 @@ class DownlinksModel(QAbstractTableModel):
 
     def entry(self, row: int) -> dict | None:
         return self.rows[row] if 0 <= row < len(self.rows) else None
+
+
+def _newer(known: dict | None, entry: dict) -> dict:
+    """Of two copies of one downlink, the later: the one with more transitions (the engine's
+    notifications, the reply to Send and a reload can reach the window in any order)."""
+    if known is None:
+        return entry
+    return entry if len(entry.get("transitions") or ()) >= len(known.get("transitions") or ()) else known
 
 
 class DownlinksView(QWidget):
