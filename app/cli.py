@@ -448,6 +448,27 @@ def cmd_decode(args) -> int:
     return 0
 
 
+def payload_from_args(args) -> tuple[bytes | None, object]:
+    """(frame payload bytes, decoded JSON) from --hex / --base64 / --text / --json (one of them,
+    or none); a payload that is not what its option says is a sentence."""
+    from app.payload import from_base64, from_hex
+
+    if args.hex is not None:
+        return from_hex(args.hex), None
+    if args.base64 is not None:
+        return from_base64(args.base64), None
+    if args.text is not None:
+        return args.text.encode(), None
+    if args.json is not None:
+        try:
+            return None, orjson.loads(args.json)
+        except orjson.JSONDecodeError as exc:
+            from app.payload import json_error_text
+
+            raise UsageError(f"--json is not valid JSON: {json_error_text(exc, args.json)}.") from None
+    return None, None
+
+
 def cmd_encode_downlink(args) -> int:
     platform = platform_registry.get(args.platform)
     profile = profile_from_args(args, platform)
@@ -461,24 +482,7 @@ def cmd_encode_downlink(args) -> int:
         if platform.topic_pattern_field is None:
             raise UsageError(f"--topic-pattern does not apply to {platform.label}.")
         profile[platform.topic_pattern_field] = args.topic_pattern
-    payload, decoded = None, None
-    if args.hex is not None:
-        from app.payload import from_hex
-
-        payload = from_hex(args.hex)
-    elif args.base64 is not None:
-        from app.payload import from_base64
-
-        payload = from_base64(args.base64)
-    elif args.text is not None:
-        payload = args.text.encode()
-    elif args.json is not None:
-        try:
-            decoded = orjson.loads(args.json)
-        except orjson.JSONDecodeError as exc:
-            from app.payload import json_error_text
-
-            raise UsageError(f"--json is not valid JSON: {json_error_text(exc, args.json)}.") from None
+    payload, decoded = payload_from_args(args)
     request = DownlinkRequest(
         device_id=args.device,
         dev_eui=args.dev_eui,

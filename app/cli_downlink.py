@@ -107,37 +107,17 @@ def connection_key(profile_id: str) -> str:
 # ----- building the downlink ---------------------------------------------------------------
 
 
-def _payload_from_args(args) -> tuple[bytes | None, object]:
-    from app.payload import from_base64, from_hex
-
-    if args.hex is not None:
-        return from_hex(args.hex), None
-    if args.base64 is not None:
-        return from_base64(args.base64), None
-    if args.text is not None:
-        return args.text.encode(), None
-    if args.json is not None:
-        from app.cli import UsageError
-
-        try:
-            return None, orjson.loads(args.json)
-        except orjson.JSONDecodeError as exc:
-            from app.payload import json_error_text
-
-            raise UsageError(f"--json is not valid JSON: {json_error_text(exc, args.json)}.") from None
-    return None, None
-
-
 def _has_payload(args) -> bool:
     return any(getattr(args, k) is not None for k in ("hex", "base64", "text", "json"))
 
 
 def _build_plain(args, platform, values: dict):
     """(message, meta) from the options alone, as `encode-downlink` builds it."""
+    from app.cli import payload_from_args
     from app.outbox import meta_for_request, new_downlink_id, tag_request
     from app.platforms.base import DownlinkRequest
 
-    payload, decoded = _payload_from_args(args)
+    payload, decoded = payload_from_args(args)
     request = DownlinkRequest(
         device_id=args.device,
         dev_eui=args.dev_eui,
@@ -202,7 +182,9 @@ def _build_from_template(args, platform, values: dict, saved, config):
         elif "flush_queue" in names:
             comp.set("flush_queue", True)
     if _has_payload(args):
-        payload, decoded = _payload_from_args(args)
+        from app.cli import payload_from_args
+
+        payload, decoded = payload_from_args(args)
         if decoded is not None:
             comp.set_payload(args.json, "json")
             if "payload_mode" in names:
