@@ -115,6 +115,13 @@ class DeviceTracker:
         self._order.clear()
         self.generation += 1
 
+    def adopt(self, other: DeviceTracker) -> None:
+        """Takes other's devices and statistics in place of its own (views start over), e.g. a
+        tracker that went through the rows again in order."""
+        self._devices = other._devices
+        self._order = other._order
+        self.generation += 1
+
     def update(self, batch: dict) -> set[str]:
         """Consumes one column batch; returns the keys of the devices whose stats changed.
 

@@ -241,8 +241,38 @@ class SearchIndex:
 
     @property
     def behind(self) -> int:
-        """Rows of the store not indexed yet."""
+        """Rows of the store not indexed yet (appended since the last catch_up)."""
         return self.store.end - max(self.end, self.store.base)
+
+    @property
+    def start(self) -> int:
+        """Absolute position of the oldest indexed row (end when nothing is indexed)."""
+        return self.pieces[0].start if self.pieces else self.end
+
+    @property
+    def behind_below(self) -> int:
+        """Rows prepended to the store (EventStore.prepend_columns) not indexed yet."""
+        self._forget_trimmed()
+        return max(0, min(self.start, self.store.end) - self.store.base) if self.end > self.store.base else 0
+
+    def catch_up_below(self, max_rows: int = INDEX_SLICE) -> int:
+        """Indexes up to max_rows of the rows prepended below the oldest indexed one, the
+        newest of them first; returns how many. Searches started before do not see them."""
+        store = self.store
+        self._forget_trimmed()
+        if self.end <= store.base:
+            return 0  # nothing indexed above: catch_up indexes from the store's base
+        hi = min(self.start, self.end)
+        lo = max(store.base, hi - max_rows)
+        if hi <= lo:
+            return 0
+        piece = self._make_piece(lo, hi)
+        first = self.pieces[0] if self.pieces else None
+        if first is not None and first.start == hi and first.n + piece.n <= PIECE_ROWS:
+            self.pieces[0] = _merge(piece, first)
+        else:
+            self.pieces.insert(0, piece)
+        return hi - lo
 
     def catch_up(self, max_rows: int | None = None) -> int:
         """Indexes up to max_rows of the rows appended since (None: all of them, a slice at a
@@ -272,6 +302,15 @@ class SearchIndex:
             del self.pieces[0]
 
     def _add_piece(self, lo: int, hi: int) -> None:
+        piece = self._make_piece(lo, hi)
+        last = self.pieces[-1] if self.pieces else None
+        if last is not None and last.end == lo and last.n + piece.n <= PIECE_ROWS:
+            piece = _merge(last, piece)
+            self.pieces[-1] = piece
+        else:
+            self.pieces.append(piece)
+
+    def _make_piece(self, lo: int, hi: int) -> Piece:
         store = self.store
         c = store.cols
         i0, i1 = lo - store.base, hi - store.base
@@ -288,13 +327,7 @@ class SearchIndex:
             codes[name] = np.fromiter(map(table.__getitem__, c[name][i0:i1]), dtype=np.uint32, count=i1 - i0)
             self._lowered[name].extend(v.lower() if v else "" for v in table.values[known:])
         self.byte_counts += np.bincount(np.frombuffer(buf, dtype=np.uint8), minlength=256)
-        piece = Piece(lo, buf, ends, _signatures(buf, starts), codes)
-        last = self.pieces[-1] if self.pieces else None
-        if last is not None and last.end == lo and last.n + piece.n <= PIECE_ROWS:
-            piece = _merge(last, piece)
-            self.pieces[-1] = piece
-        else:
-            self.pieces.append(piece)
+        return Piece(lo, buf, ends, _signatures(buf, starts), codes)
 
     def lookup(self, query: Query) -> dict[str, np.ndarray]:
         """Per coded column, a bool table over its codes: which values match (None: none do)."""

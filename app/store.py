@@ -409,6 +409,80 @@ class EventStore:
         self.total_appended += n
         return self._trim() if trim else 0
 
+    def reserve_below(self, n: int) -> None:
+        """An empty store starts its positions at n: room for n older rows prepended later
+        (prepend_columns), so the positions of the rows appended meanwhile never change."""
+        if len(self) == 0 and n > self.base:
+            self.base = n
+
+    def prepend_columns(self, batch: dict) -> int:
+        """Puts a batch of rows older than every row held (a history replayed newest batch
+        first) before them: the rows held keep their positions, base moves down. Takes the
+        newest of the batch's rows that fit under max_rows and above position 0, and returns
+        how many (the store's first rows are then those). A malformed batch raises ValueError
+        as append_columns does, and nothing changes."""
+        if not batch:
+            return 0
+        try:
+            n = len(batch["ts"])
+            for name in (*ROW_FIELDS, "device_key"):
+                if len(batch[name]) != n:
+                    raise ValueError(f"its {name} column has {len(batch[name]):,} values, not {n:,}")
+            for name in FLAG_COLS:
+                flags = batch.get(name)
+                if flags is not None and len(flags) != n:
+                    raise ValueError(f"its {name} column has {len(flags):,} values, not {n:,}")
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"it has no {exc.args[0]} column" if isinstance(exc, KeyError) else str(exc)
+            raise ValueError(f"A batch of rows could not be added to the table: {what}.") from None
+        k = min(n, self.max_rows - len(self), self.base)
+        if k <= 0:
+            return 0
+        cut = n - k
+        # Every new column is built first: a value a column cannot take fails here, before any
+        # column changed (a prepend cannot be undone as cheaply as an append).
+        setdefault = self._intern.setdefault
+        new: dict = {}
+        try:
+            for name in INT_COLS:
+                new[name] = array("q", batch[name][cut:])
+            for name in FLOAT_COLS:
+                new[name] = array("d", batch[name][cut:])
+            for name in INTERNED:
+                col = batch[name][cut:]
+                new[name] = list(map(setdefault, col, col))
+            for name in ("error", "payload", "decoded"):
+                new[name] = list(batch[name][cut:])
+            for name in FLAG_COLS:
+                flags = batch.get(name)
+                new[name] = array("B", bytes(k)) if flags is None else array("B", map(bool, flags[cut:]))
+        except Exception as exc:
+            detail = " ".join(str(exc).split())[:160]
+            raise ValueError(
+                f"A batch of {n:,} rows could not be added to the table ({type(exc).__name__}: {detail}); "
+                "the table is as it was."
+            ) from exc
+        c = self.cols
+        for name, values in new.items():
+            c[name][0:0] = values
+        base = self.base - k
+        keyed: dict = {}
+        for pos, key in zip(count(base), batch["device_key"][cut:]):
+            if key is not None:
+                positions = keyed.get(key)
+                if positions is None:
+                    positions = keyed[key] = array("q")
+                positions.append(pos)
+        index = self.device_index
+        for key, positions in keyed.items():
+            old = index.get(key)
+            if old is not None:
+                positions.extend(old)
+            index[setdefault(key, key)] = positions
+        self.base = base
+        self.total_appended += k
+        return k
+
     def _undo_append(self, size: int, start: int, keys) -> None:
         """Cuts every column back to `size` rows and the device index back to before `start`."""
         for col in self.cols.values():
@@ -479,64 +553,76 @@ class EventStore:
     def row(self, pos: int) -> dict:
         return {name: self.value(pos, name) for name in ROW_FIELDS}
 
+    def columns(self, start: int, stop: int) -> dict:
+        """The rows start..stop-1 as a column batch (what append_columns takes, device_key too)."""
+        i0, i1 = max(0, start - self.base), max(0, min(stop, self.end) - self.base)
+        batch = {name: col[i0:i1] for name, col in self.cols.items()}
+        batch["device_key"] = [e or d for e, d in zip(batch["dev_eui"], batch["device_id"], strict=True)]
+        return batch
+
     def is_dup(self, pos: int) -> bool:
         """Whether the row's message came with the MQTT DUP flag (a broker redelivery)."""
         return bool(self.cols["dup"][pos - self.base])
 
-    def matching(self, flt: Filter, start: int | None = None) -> array:
-        """Absolute positions of the rows that pass flt, in order (start: only from there on)."""
+    def matching(self, flt: Filter, start: int | None = None, stop: int | None = None) -> array:
+        """Absolute positions of the rows that pass flt, in order (only from start on and before
+        stop, when given)."""
         lo = self.base if start is None else max(start, self.base)
-        if lo >= self.end:
+        hi = self.end if stop is None else min(stop, self.end)
+        if lo >= hi:
             return array("q")
         if flt.device is not None:
             positions = self.device_index.get(flt.device)
             if positions is None:
                 return array("q")
-            cand = positions[bisect.bisect_left(positions, lo) :]
+            cand = positions[bisect.bisect_left(positions, lo) : bisect.bisect_left(positions, hi)]
             if flt.is_empty or not self._masks(flt, 0, probe=True):
                 return cand
             # Few rows: test each candidate.
             keep = self._row_test(flt)
             return array("q", [p for p in cand if keep(p - self.base)])
-        masks = self._masks(flt, lo - self.base)
+        span = (lo - self.base, hi - self.base)
+        masks = self._masks(flt, span)
         if not masks:
-            return array("q", range(lo, self.end))
+            return array("q", range(lo, hi))
         mask = masks[0]
         for m in masks[1:]:
             mask = map(operator.and_, mask, m)
-        return array("q", compress(range(lo, self.end), mask))
+        return array("q", compress(range(lo, hi), mask))
 
-    def _masks(self, flt: Filter, i0: int, probe: bool = False) -> list:
-        """Column-wide boolean iterables, one per condition (probe: just say whether any)."""
+    def _masks(self, flt: Filter, span: tuple[int, int] | int, probe: bool = False) -> list:
+        """Boolean iterables over the column indexes span (i0, i1), or from i0 to the end, one per
+        condition (probe: just say whether any)."""
         c = self.cols
+        i0, i1 = span if isinstance(span, tuple) else (span, len(self))
         out = []
         if flt.kinds:
-            out.append(None if probe else map(flt.kinds.__contains__, _tail(c["kind"], i0)))
+            out.append(None if probe else map(flt.kinds.__contains__, _part(c["kind"], i0, i1)))
         if flt.f_port is not None:
-            out.append(None if probe else map(operator.eq, _tail(c["f_port"], i0), repeat(flt.f_port)))
+            out.append(None if probe else map(operator.eq, _part(c["f_port"], i0, i1), repeat(flt.f_port)))
         if flt.gateway:
-            out.append(None if probe else map(operator.eq, _tail(c["gateway_id"], i0), repeat(flt.gateway)))
+            out.append(None if probe else map(operator.eq, _part(c["gateway_id"], i0, i1), repeat(flt.gateway)))
         if flt.text:
-            out.append(None if probe else self._text_mask(flt.text, i0))
+            out.append(None if probe else self._text_mask(flt.text, i0, i1))
         return out
 
-    def _text_mask(self, text: str, i0: int):
+    def _text_mask(self, text: str, i0: int, i1: int):
         c = self.cols
         needle = text.lower()
         # Interned columns: decide once per distinct value, then look the answer up per row.
         masks = []
         for name in ("device_id", "dev_eui", "topic", "gateway_id"):
-            col = _tail(c[name], i0)
+            col = _part(c[name], i0, i1)
             hits = {v for v in set(col) if v is not None and needle in v.lower()}
             if hits:
-                masks.append(map(hits.__contains__, _tail(c[name], i0)))
+                masks.append(map(hits.__contains__, _part(c[name], i0, i1)))
         pattern = re.compile(re.escape(text.encode()), re.IGNORECASE)
-        masks.append(map(bool, map(pattern.search, _tail(c["decoded"], i0))))
-        errors = _tail(c["error"], i0)
+        masks.append(map(bool, map(pattern.search, _part(c["decoded"], i0, i1))))
+        errors = _part(c["error"], i0, i1)
         masks.append(map(lambda e: e is not None and needle in e.lower(), errors))
         hex_needle = needle.replace(" ", "")
         if hex_needle and len(hex_needle) % 2 == 0 and all(ch in "0123456789abcdef" for ch in hex_needle):
-            masks.append(map(operator.contains, _tail(c["payload"], i0), repeat(bytes.fromhex(hex_needle))))
+            masks.append(map(operator.contains, _part(c["payload"], i0, i1), repeat(bytes.fromhex(hex_needle))))
         mask = masks[0]
         for m in masks[1:]:
             mask = map(operator.or_, mask, m)
@@ -572,5 +658,5 @@ class EventStore:
         return sorted(self.device_index)
 
 
-def _tail(col, i0: int):
-    return col if i0 == 0 else col[i0:]
+def _part(col, i0: int, i1: int):
+    return col if i0 == 0 and i1 >= len(col) else col[i0:i1]

@@ -52,6 +52,8 @@ class SessionBridge(QObject):
     # Replayed history when the owner set history_newest_first: a list of column batches, each
     # older than every row delivered before it (newest first), HISTORY_BATCHES_PER_TICK a tick.
     history_arrived = Signal(object)
+    # The replay is over (complete, failed, or cut short by a new session or a lost engine).
+    history_finished = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -67,6 +69,7 @@ class SessionBridge(QObject):
         # history newest first beside the live session (else oldest first, before it).
         self.history_newest_first = False
         self.history_buffer = MessageBuffer()
+        self.history_loading = False  # a replay is under way (history_finished not emitted yet)
         self.last_state: StateChange | None = None
         self.restarts: list[float] = []  # monotonic times the engine was replaced
         self._session_args: tuple | None = None  # what the current session was started with
@@ -105,12 +108,22 @@ class SessionBridge(QObject):
             self.messages_arrived.emit(self.buffer.drain())
         if len(self.history_buffer):
             # A bounded slice a tick: a million rows of history never make one long GUI turn.
-            self.history_arrived.emit(self.history_buffer.drain(HISTORY_BATCHES_PER_TICK))
+            items = self.history_buffer.drain(HISTORY_BATCHES_PER_TICK)
+            batches = [b for b in items if b is not None]
+            if batches:
+                self.history_arrived.emit(batches)
+            if len(batches) < len(items):
+                self._end_history()
         if self._downlinks_pending:
             with self._downlinks_lock:
                 pending, self._downlinks_pending = self._downlinks_pending, []
             for entry in pending:
                 self.downlink_changed.emit(entry)
+
+    def _end_history(self) -> None:
+        if self.history_loading:
+            self.history_loading = False
+            self.history_finished.emit()
 
     @property
     def connected(self) -> bool:
@@ -184,9 +197,12 @@ class SessionBridge(QObject):
         config, platform, profile, history_name, retention = self._session_args
         session: ProcessSession | None = None
         on_history = None
+        # What an earlier session replayed must not reach this one: its replay ends here.
+        self.history_buffer = MessageBuffer()
+        self._end_history()
         if platform is not None and history_rows and self.history_newest_first:
-            self.history_buffer = MessageBuffer()  # what an earlier session replayed must not reach this one
             on_history = self.history_buffer.push
+            self.history_loading = True
 
         def on_notice(key: str, text) -> None:
             # A session being replaced (its history draining) must not speak for the new one.
@@ -215,6 +231,7 @@ class SessionBridge(QObject):
         """On the GUI thread: the engine `engine` is lost; start another and resume the session."""
         if engine is not self.engine:
             return  # an engine replaced (or shut down) already
+        self._end_history()  # what it was replaying stops here
         old, self.engine = self.engine, None
         old.close()
         had_session = isinstance(self.session, ProcessSession)
@@ -262,6 +279,8 @@ class SessionBridge(QObject):
                 await session.stop()
             except EngineGone:
                 pass  # nothing left to stop
+            if self.history_loading:
+                self.history_buffer.push(None)  # the replay stopped: over once its last batch is shown
 
     def _remember_subscriptions(self, change) -> None:
         """Keeps the settings a resumed session starts with in step with runtime (un)subscribes."""

@@ -13,6 +13,7 @@ Protocol (tuples over a multiprocessing Pipe):
                      ("state", session_id, StateChange)
                      ("batch", session_id, [item, ...])   items: ReceivedMessage, or event tuples
                      ("history", session_id, column batch)   replayed history, newest batch first
+                     ("history", session_id, None)           the replay is over
                      ("downlinks", outbox key, [entry dict, ...])   every change of that outbox
                      ("downlink_notice", outbox key, sentence or None)
 
@@ -512,6 +513,7 @@ async def _serve(conn) -> None:
         finally:
             replays.pop(sid, None)
             reader.close()
+            send(("history", sid, None))  # the replay is over
 
     async def start(
         sid: int,
@@ -542,6 +544,8 @@ async def _serve(conn) -> None:
                 await loop.run_in_executor(None, replay_first, sid, history_name, history_rows)
                 if sid in replays:
                     loop.run_in_executor(None, replay_rest, sid)
+                else:
+                    send(("history", sid, None))  # nothing (more) to replay
             elif history_rows:
                 await loop.run_in_executor(None, load_history, sid, history_name, history_rows)
             if previous is not None and previous.thread.is_alive():
@@ -949,7 +953,8 @@ class ProcessSession:
         on_batch, oldest first, before the live session starts; with on_history to it, newest
         batch first (the first holds the newest 2,000 rows, each later one the rows just older
         than the one before), the live session starting right after the first: the newest rows
-        show at once and a million rows of history never hold the live rows back."""
+        show at once and a million rows of history never hold the live rows back. on_history
+        gets None once the replay is over (complete, stopped or failed)."""
         self.engine = engine
         self.config = config
         self.platform = platform

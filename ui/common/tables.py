@@ -24,7 +24,9 @@ def configure_table(view: QTableView) -> None:
 
 
 class FollowingTableView(QTableView):
-    """Follows new rows only while the user is at the bottom; scrolling up holds the view still."""
+    """Follows new rows only while the user is at the bottom; scrolling up holds the view still,
+    also when rows are inserted above the ones in view (older rows of a replayed history, older
+    search matches)."""
 
     def __init__(self, model, parent=None) -> None:
         super().__init__(parent)
@@ -41,6 +43,12 @@ class FollowingTableView(QTableView):
     def _remember_position(self, *args) -> None:
         self._follow = self.at_bottom()
 
-    def _follow_tail(self, *args) -> None:
+    def _follow_tail(self, parent, first: int, last: int) -> None:
         if self._follow:
             self.scrollToBottom()
+            return
+        bar = self.verticalScrollBar()
+        if self.verticalScrollMode() == QAbstractItemView.ScrollMode.ScrollPerItem and first <= bar.value():
+            value = bar.value() + last - first + 1
+            self.updateGeometries()  # the scroll bar's range takes the new rows now, not at the next layout
+            bar.setValue(value)  # the rows in view stay in view

@@ -21,7 +21,9 @@ from app.mqtt.session import SessionState, StateChange
 from ui.bridge import SessionBridge, spawn
 from ui.common.notices import NoticeBar
 
-HISTORY_ROWS_AT_START = 200_000  # rows of history shown when a connection opens
+# Rows of history replayed when a connection opens (newest first, beside the live rows; the
+# table's own row limit applies).
+HISTORY_ROWS_AT_START = 1_000_000
 
 # How each kind of lasting notice looks: (level, whether the user may hide it).
 NOTICE_STYLE = {
@@ -121,6 +123,9 @@ class ConnectionPage(QWidget):
         lay.addWidget(self.notices)
         self.workspace = PlatformWorkspace(**({"max_rows": self.max_rows} if self.max_rows else {}))
         self.workspace.notice.connect(self.show_notice)
+        self.bridge.history_newest_first = True
+        self.bridge.history_arrived.connect(self.workspace.prepend_history)
+        self.bridge.history_finished.connect(self.workspace.history_finished)
         lay.addWidget(self.workspace, 1)
         self._add_downlinks()
         self._show_title()
@@ -199,7 +204,11 @@ class ConnectionPage(QWidget):
         self.history_name = history_name or history_name_for(name, config)
         self._new_connection(config)
         self.workspace.open_history(self.history_name)
-        rows = min(self.workspace.store.max_rows, HISTORY_ROWS_AT_START)
+        # A table that shows rows already (a reconnect) goes on from them: the history is
+        # replayed only into an empty one.
+        store = self.workspace.store
+        rows = min(store.max_rows, HISTORY_ROWS_AT_START) if not len(store) else 0
+        self.workspace.begin_history(rows)
         if self.composer is not None:
             self.composer.close()
             self.composer = None  # the next one is built for the new settings

@@ -130,6 +130,13 @@ class PlatformWorkspace(QWidget):
         self._devices_timer.setSingleShot(True)
         self._devices_timer.setInterval(1)
         self._devices_timer.timeout.connect(self._take_devices)
+        # History replayed newest first: loading until history_finished; then the device
+        # statistics are counted again over every row in order (_recount_devices, in slices).
+        self.history_loading = False
+        self._devices_recount = None  # [next position, the new tracker]
+        self._devices_recount_timer = QTimer(self)
+        self._devices_recount_timer.setSingleShot(True)
+        self._devices_recount_timer.timeout.connect(self._recount_devices_step)
         self._tick = QTimer(self)
         self._tick.setInterval(1000)
         self._tick.timeout.connect(self._refresh_devices_list)
@@ -163,6 +170,71 @@ class PlatformWorkspace(QWidget):
             self._devices_timer.start()
         if self.charted and not self.model.paused:
             self._append_charts(start)
+
+    # ----- history replayed newest first (reopening a connection)
+    def begin_history(self, rows: int) -> None:
+        """A replay of up to `rows` rows of history starts (prepend_history, then history_finished)."""
+        if rows > 0:
+            self.model.reserve_history(rows)
+            self.history_loading = True
+            self._update_count()
+
+    def prepend_history(self, batches: list[dict]) -> None:
+        """Replayed rows, older than every row shown, above them."""
+        batches = self.model.prepend_history(batches)
+        # Counted now so the devices show at once; out of order, so counted again at the end.
+        self._devices_pending.extend(batches)
+        if not self._devices_timer.isActive():
+            self._devices_timer.start()
+
+    def history_finished(self) -> None:
+        """The replay is over: duplicates and device statistics are counted again in order, the
+        charts and an "All history" search see the older rows."""
+        if not self.history_loading:
+            return
+        self.history_loading = False
+        self.model.history_complete()
+        from app.devices import DeviceTracker
+
+        self._devices_recount = [self.store.base, DeviceTracker(self.tracker.sixteen_bit_platforms)]
+        self._devices_recount_timer.start(0)
+        if self.charted:
+            self._chart_selected()
+        if self.filter_bar.history_on and self.history is not None:
+            self.apply_filter(self.model.filter)  # the rows it found on disk may be in memory now
+        self._update_count()
+
+    def _recount_devices_step(self) -> None:
+        if self._devices_recount is None:
+            return
+        pos, tracker = self._devices_recount
+        store = self.store
+        pos = max(pos, store.base)
+        deadline = time.monotonic() + 0.008
+        try:
+            while pos < store.end and time.monotonic() < deadline:
+                hi = min(store.end, pos + 2048)
+                tracker.update(store.columns(pos, hi))
+                pos = hi
+        except Exception as exc:  # noqa: BLE001 - the statistics counted so far stay
+            log.exception("counting the device statistics again failed")
+            self._devices_recount = None
+            self.notice.emit("devices", f"Device statistics could not be counted again in order ({exc}).")
+            return
+        if pos < store.end:
+            self._devices_recount[0] = pos
+            self._devices_recount_timer.start(0)
+            return
+        # Every row in memory is counted: the batches waiting for the old tracker are among them;
+        # rows held by a pause are not in the store yet.
+        self._devices_recount = None
+        self._devices_pending = []
+        for b in self.model._held:
+            tracker.update(b)
+        self.tracker.adopt(tracker)
+        self._devices_changed = set()
+        self.devices.refresh(set())
+        self._update_count()
 
     def _take_devices(self) -> None:
         batches, self._devices_pending = self._devices_pending, []
@@ -324,6 +396,7 @@ class PlatformWorkspace(QWidget):
 
     def clear(self) -> None:
         self._cancel_history_search()
+        self._devices_recount = None
         self.model.clear()
         self._devices_pending = []
         self.tracker.clear()
@@ -348,6 +421,10 @@ class PlatformWorkspace(QWidget):
         if self.model.history_rows or self.history_searching:
             text += f" (with {self.model.history_rows:,} older from the history on disk"
             text += ", still searching)" if self.history_searching else ")"
+        if self.history_loading:
+            text += " · loading older rows from the history…"
+        elif self._devices_recount is not None:
+            text += " · counting the history's devices…"
         if self.model.paused:
             text += f" · paused, {self.model.held_rows:,} waiting"
         self.count_label.setText(text + f" · {len(self.tracker):,} devices")

@@ -175,6 +175,16 @@ class UplinkTableModel(QAbstractTableModel):
         self._recent: dict[str, tuple[deque, set]] = {}
         self._repeats_end = self.store.end
         self._duplicates = None  # (store base, end, repeats) -> duplicate_positions()
+        # History replayed newest first (prepend_history): rows put above the rows held.
+        self._matched_lo = self.store.end  # a search view holds the matches from here on
+        self._below_timer = QTimer(self)  # indexes prepended rows in slices
+        self._below_timer.setSingleShot(True)
+        self._below_timer.timeout.connect(self._index_below)
+        self._below_published = 0.0
+        self._recount = None  # the exact pass over all rows for repeats (after a replay), in slices
+        self._recount_timer = QTimer(self)
+        self._recount_timer.setSingleShot(True)
+        self._recount_timer.timeout.connect(self._recount_step)
 
     # ----- Qt model API
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
@@ -350,6 +360,146 @@ class UplinkTableModel(QAbstractTableModel):
         self._announce_soon()
         return taken
 
+    # ----- history replayed newest first (reopening a connection)
+    def reserve_history(self, n: int) -> None:
+        """Before a replay into an empty table: its rows' positions start at n, so n older rows
+        can be put above the live rows that arrive meanwhile."""
+        store = self.store
+        if len(store) == 0 and not self._held and n > 0:
+            store.reserve_below(n)
+            self._announced_end = self._repeats_end = self._matched_lo = store.end
+            self.search_index.catch_up(0)  # the index starts where the store does
+
+    def prepend_history(self, batches: list[dict]) -> list[dict]:
+        """Replayed history, each batch older than every row held, above the rows shown (the
+        rows shown keep their places: a view scrolled up holds still). Returns the rows the
+        store took, as batches (the newest part of a batch when the table filled up)."""
+        taken = []
+        store = self.store
+        for b in batches:
+            try:
+                k = store.prepend_columns(b)
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the others
+                log.exception("a batch of history could not be added to the table")
+                self.rejected_rows += len(b.get("ts", ())) if isinstance(b, dict) else 0
+                self.rows_rejected.emit(self.rejected_rows, f"{type(exc).__name__}: {exc}")
+                continue
+            if not k:
+                continue
+            n = len(b["ts"])
+            taken.append(b if k == n else {name: col[n - k :] for name, col in b.items()})
+            lo, hi = store.base, store.base + k
+            self.repeats[0:0] = self._repeat_pass(lo, hi, {})
+            self._count += k
+            self.rows_shown_total += k
+            skip = len(self.older_order)
+            if self.visible is None:
+                self.beginInsertRows(QModelIndex(), skip, skip + k - 1)
+                self.endInsertRows()
+            elif self.query is None:
+                self._insert_above(self._without_duplicates(store.matching(self.filter, start=lo, stop=hi)))
+            # A text search matches these rows once they are indexed (_index_below).
+        if taken:
+            now = time.monotonic()
+            if self.first_row_at is None:
+                self.first_row_at = now
+            self.last_row_at = now
+            if not self._below_timer.isActive():
+                self._below_timer.start(0)
+            self.rows_changed.emit()
+        return taken
+
+    def _insert_above(self, positions) -> None:
+        """Rows older than every row the filtered view shows, above them (below the rows found
+        in the history on disk)."""
+        if not len(positions) or self.visible is None:
+            return
+        if not isinstance(positions, array):
+            out = array("q")
+            out.frombytes(np.ascontiguousarray(positions, dtype=np.int64).tobytes())
+            positions = out
+        skip = len(self.older_order)
+        self.beginInsertRows(QModelIndex(), skip, skip + len(positions) - 1)
+        positions.extend(self.visible)
+        self.visible = positions
+        self.endInsertRows()
+
+    def _index_below(self) -> None:
+        """One slice of indexing the prepended rows; a text search shows their matches (at most
+        every SEARCH_PUBLISH seconds, and when the index is complete)."""
+        index = self.search_index
+        index.catch_up_below(INDEX_SLICE)
+        more = index.behind_below > 0
+        now = time.monotonic()
+        if self.query is not None and (not more or now - self._below_published >= SEARCH_PUBLISH):
+            self._below_published = now
+            self._match_below()
+        if more:
+            self._below_timer.start(0)
+
+    def _match_below(self) -> None:
+        """Shows the matches of the search among the rows indexed below the ones it searched."""
+        if self.query is None or self._job is not None or self.visible is None:
+            return
+        index = self.search_index
+        lo = max(index.start, self.store.base)
+        if lo >= self._matched_lo:
+            return
+        tables = index.lookup(self.query)
+        parts = []
+        for piece in index.pieces:
+            if piece.start >= self._matched_lo:
+                break
+            found = search_piece(piece, self.query, tables)
+            parts.append(found[(found < self._matched_lo) & (found >= lo)])
+        self._matched_lo = lo
+        if parts:
+            found = np.concatenate(parts)
+            self._insert_above(self._without_duplicates(self._other_conditions(found)))
+            self.rows_changed.emit()
+
+    @property
+    def history_behind(self) -> int:
+        """Rows above the search index's oldest (prepended, not searchable yet)."""
+        return self.search_index.behind_below
+
+    def history_complete(self) -> None:
+        """The replay is over: counts the platform-level duplicates once more over every row in
+        order (a batch was counted on its own as it came), in slices; the result replaces the
+        first count when the pass reaches the newest row."""
+        self._recount = [self.store.base, {}, array("q")]
+        self._recount_timer.start(0)
+
+    def _recount_step(self) -> None:
+        if self._recount is None:
+            return
+        store = self.store
+        pos, recent, found = self._recount
+        if pos < store.base:  # trimmed meanwhile
+            pos = store.base
+            cut = bisect.bisect_left(found, pos)
+            del found[:cut]
+        deadline = time.monotonic() + SEARCH_SLICE
+        while pos < self._repeats_end and time.monotonic() < deadline:
+            hi = min(self._repeats_end, pos + 8192)
+            found.extend(self._repeat_pass(pos, hi, recent))
+            pos = hi
+        if pos < self._repeats_end:
+            self._recount[0] = pos
+            self._recount_timer.start(0)
+            return
+        self._recount = None
+        changed = found != self.repeats[bisect.bisect_left(self.repeats, store.base) :]
+        self.repeats, self._recent = found, recent
+        self._duplicates = None
+        if changed and (self.hide_duplicates or self.visible is None):
+            if self.hide_duplicates:
+                self.set_filter(self.filter, regex=self.query.regex if self.query else False)
+            elif self._count:
+                skip = len(self.older_order)
+                self.dataChanged.emit(self.index(skip, _KIND_COL), self.index(skip + self._count - 1, _KIND_COL))
+        self.rows_changed.emit()
+
     def _announce_soon(self) -> None:
         # Always from the timer, never inside ingest: the repaint that follows an insert then
         # does not add to the ingest's time in one turn of the GUI loop.
@@ -505,6 +655,7 @@ class UplinkTableModel(QAbstractTableModel):
                     index.catch_up(min(INDEX_SLICE, self._job_end - index.end))
                     continue
                 self._job = index.search(self.query)
+                self._matched_lo = index.start  # older rows (prepended later): _match_below
             job = self._job
             if job.done:
                 return True
@@ -532,6 +683,7 @@ class UplinkTableModel(QAbstractTableModel):
     def _finish_search(self) -> None:
         self._job = None
         self.search_seconds = time.monotonic() - self.search_started_at
+        self._match_below()
         self.rows_changed.emit()
         self.search_state.emit(False, 1.0)
 
@@ -613,12 +765,16 @@ class UplinkTableModel(QAbstractTableModel):
         lo = max(self._repeats_end, store.base)
         hi = store.end
         self._repeats_end = hi
-        if hi <= lo:
-            return
+        if hi > lo:
+            self.repeats.extend(self._repeat_pass(lo, hi, self._recent))
+
+    def _repeat_pass(self, lo: int, hi: int, recent: dict) -> array:
+        """The repeats among the rows lo..hi-1, in order, after the device counters in recent
+        (which it moves on); their positions, ascending."""
+        store = self.store
         c = store.cols
         i0, i1 = lo - store.base, hi - store.base
-        recent = self._recent
-        found = self.repeats
+        found = array("q")
         pos = lo
         kinds, counters_col = c["kind"][i0:i1], c["f_cnt"][i0:i1]
         euis, ids = c["dev_eui"][i0:i1], c["device_id"][i0:i1]
@@ -639,6 +795,7 @@ class UplinkTableModel(QAbstractTableModel):
             elif kind == "join":
                 recent.pop(eui or dev, None)
             pos += 1
+        return found
 
     def is_repeat(self, pos: int) -> bool:
         i = bisect.bisect_left(self.repeats, pos)
@@ -703,6 +860,8 @@ class UplinkTableModel(QAbstractTableModel):
         del self.repeats[:]
         self._recent.clear()
         self.search_index.catch_up(0)
+        self._matched_lo = self.store.end
+        self._recount = None
         self.visible = None if self.filter.is_empty and not self.hide_duplicates else array("q")
         self._held.clear()
         self.endResetModel()

@@ -1,0 +1,301 @@
+"""Reopening a connection shows its newest rows first and puts the older history above them as
+it arrives (EventStore.prepend_columns, UplinkTableModel.prepend_history): positions of the rows
+shown never change, and everything that looks at rows (filtered views, the search index, a search
+typed meanwhile, platform-level duplicates, device statistics, a view scrolled up) ends up as if
+the rows had arrived in order."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from app.devices import DeviceTracker
+from app.search import Query, SearchIndex, reference_positions
+from app.store import ROW_FIELDS, EventStore, Filter, columns_from_rows
+from tests.test_search import random_row
+
+
+def rows_in_order(n: int, seed: int = 5) -> list[tuple]:
+    rnd = random.Random(seed)
+    return [random_row(rnd, i) for i in range(n)]
+
+
+def newest_first(rows: list[tuple], first: int, chunk: int) -> list[dict]:
+    """Column batches as the engine replays them: the newest `first` rows, then ever older chunks."""
+    out, hi, size = [], len(rows), first
+    while hi > 0:
+        lo = max(0, hi - size)
+        out.append(columns_from_rows(rows[lo:hi]))
+        hi, size = lo, chunk
+    return out
+
+
+def column_values(store: EventStore) -> list[tuple]:
+    return [tuple(store.value(p, name) for name in ROW_FIELDS) for p in range(store.base, store.end)]
+
+
+def in_order_store(rows: list[tuple]) -> EventStore:
+    store = EventStore()
+    store.append_columns(columns_from_rows(rows))
+    return store
+
+
+# ----- the store ------------------------------------------------------------------------------
+
+
+def test_prepended_rows_go_above_and_the_rows_held_keep_their_positions():
+    rows = rows_in_order(3_000)
+    history, live = rows[:2_500], rows[2_500:]
+    store = EventStore()
+    store.reserve_below(2_500)
+    batches = newest_first(history, 300, 700)
+    assert store.prepend_columns(batches[0]) == 300
+    store.append_columns(columns_from_rows(live))  # live rows arrive meanwhile
+    live_positions = {r[0]: p for p, r in zip(range(store.base + 300, store.end), live, strict=True)}
+    for b in batches[1:]:
+        store.prepend_columns(b)
+    assert store.base == 0 and len(store) == 3_000
+    assert column_values(store) == column_values(in_order_store(rows)), "as if every row came in order"
+    for row_id, pos in live_positions.items():
+        assert store.value(pos, "id") == row_id, "a live row keeps its position"
+    reference = in_order_store(rows)
+    for key in reference.device_index:
+        assert list(store.device_index[key]) == list(reference.device_index[key])
+    flt = Filter(kinds=frozenset({"uplink"}), f_port=1)
+    assert list(store.matching(flt)) == list(reference.matching(flt))
+    assert list(store.matching(flt, start=700, stop=1_900)) == [p for p in reference.matching(flt) if 700 <= p < 1_900]
+    device = next(iter(reference.device_index))
+    assert list(store.matching(Filter(device=device), start=100, stop=200)) == [
+        p for p in reference.device_index[device] if 100 <= p < 200
+    ]
+    part = store.columns(1_000, 1_010)
+    assert list(part["id"]) == [r[0] for r in rows[1_000:1_010]]
+    assert part["device_key"] == [
+        r[ROW_FIELDS.index("dev_eui")] or r[ROW_FIELDS.index("device_id")] for r in rows[1_000:1_010]
+    ]
+
+
+def test_a_prepend_takes_only_what_fits_and_a_bad_batch_changes_nothing():
+    rows = rows_in_order(1_000)
+    store = EventStore(max_rows=600)
+    store.reserve_below(1_000)
+    store.append_columns(columns_from_rows(rows[900:]))
+    assert store.prepend_columns(columns_from_rows(rows[:900])) == 500, "the newest rows that fit"
+    assert [store.value(p, "id") for p in range(store.base, store.end)] == [r[0] for r in rows[400:]]
+    assert store.prepend_columns(columns_from_rows(rows[:10])) == 0, "the table is full"
+    before = column_values(store), store.base
+    bad = columns_from_rows(rows[:5])
+    bad["rssi"] = ["loud"] * 5
+    store.max_rows = 2_000
+    with pytest.raises(ValueError, match="the table is as it was"):
+        store.prepend_columns(bad)
+    short = columns_from_rows(rows[:5])
+    short["kind"] = short["kind"][:3]
+    with pytest.raises(ValueError, match="kind column has 3 values"):
+        store.prepend_columns(short)
+    assert (column_values(store), store.base) == before
+
+
+def test_the_search_index_takes_prepended_rows_and_finds_what_the_scan_finds():
+    rows = rows_in_order(6_000, seed=9)
+    store = EventStore()
+    index = SearchIndex(store)
+    store.reserve_below(5_000)
+    index.catch_up(0)
+    batches = newest_first(rows[:5_000], 400, 1_300)
+    store.prepend_columns(batches[0])
+    store.append_columns(columns_from_rows(rows[5_000:]))
+    index.catch_up()
+    for b in batches[1:]:
+        store.prepend_columns(b)
+        index.catch_up_below(900)  # behind on purpose: the rest below is indexed after
+    assert index.behind_below > 0
+    while index.catch_up_below(700):
+        pass
+    assert index.behind_below == 0 and index.start == store.base
+    for text in ("hum", "env-sensor-003", "70b3d57ed0050002", "kaputt", "zz-none", "7"):
+        query = Query(text)
+        assert list(index.search(query).run()) == reference_positions(store, query), text
+
+
+# ----- the table ------------------------------------------------------------------------------
+
+
+def shown(model) -> list[int]:
+    return [model.position(r) for r in range(model.rowCount())]
+
+
+def replay(qtbot, model, rows: list[tuple], live: list[tuple] | None = None) -> None:
+    """Reserves, shows the newest batch, lets live rows in, then the older batches."""
+    batches = newest_first(rows, 500, 2_000)
+    model.reserve_history(len(rows))
+    model.prepend_history(batches[:1])
+    if live:
+        model.ingest([columns_from_rows(live)])
+        model.announce()
+    for b in batches[1:]:
+        model.prepend_history([b])
+    qtbot.waitUntil(lambda: model.history_behind == 0, timeout=30_000)
+
+
+def test_the_table_shows_prepended_rows_above_in_every_view(qtbot):
+    from ui.workspace.uplink_table import UplinkTableModel
+
+    rows = rows_in_order(12_000, seed=2)
+    model = UplinkTableModel(EventStore())
+    model.reserve_history(10_000)
+    model.prepend_history(newest_first(rows[:10_000], 500, 2_000)[:1])
+    assert model.rowCount() == 500 and model.position(0) == model.store.base
+    assert model.store.value(model.position(499), "id") == rows[9_999][0], "the newest row is at the bottom"
+    model.set_filter(Filter(kinds=frozenset({"uplink"})))  # a filter chosen while the history loads
+    model.ingest([columns_from_rows(rows[10_000:])])
+    model.announce()
+    for b in newest_first(rows[:10_000], 500, 2_000)[1:]:
+        model.prepend_history([b])
+    reference = in_order_store(rows)
+    ids = [model.store.value(p, "id") for p in shown(model)]
+    assert ids == [reference.value(p, "id") for p in reference.matching(model.filter)]
+    model.set_filter(Filter())
+    assert [model.store.value(p, "id") for p in shown(model)] == [r[0] for r in rows]
+
+
+@pytest.mark.parametrize("when", ["before", "during"])
+def test_a_search_typed_while_the_history_loads_finds_the_older_rows_too(qtbot, when):
+    from ui.workspace.uplink_table import UplinkTableModel
+
+    rows = rows_in_order(30_000, seed=4)
+    model = UplinkTableModel(EventStore())
+    batches = newest_first(rows[:28_000], 500, 2_000)
+    model.reserve_history(28_000)
+    if when == "before":
+        model.set_filter(Filter(text="hum", kinds=frozenset({"uplink"})))
+    model.prepend_history(batches[:3])
+    model.ingest([columns_from_rows(rows[28_000:])])
+    model.announce()
+    if when == "during":
+        model.set_filter(Filter(text="hum", kinds=frozenset({"uplink"})))
+    for b in batches[3:]:
+        model.prepend_history([b])
+        qtbot.wait(1)
+    qtbot.waitUntil(lambda: model.history_behind == 0 and not model.searching, timeout=30_000)
+    qtbot.wait(50)
+    reference = in_order_store(rows)
+    expected = [reference.value(p, "id") for p in reference.matching(model.filter)]
+    got = [model.store.value(p, "id") for p in shown(model)]
+    assert got == expected and len(got) > 1_000
+
+
+def repeat_rows(n: int) -> list[tuple]:
+    """Uplinks of 3 devices, every 7th repeating the frame counter of that device's last uplink."""
+    out = []
+    counters = [0, 0, 0]
+    for i in range(n):
+        d = i % 3
+        values = dict.fromkeys(ROW_FIELDS)
+        if i % 7 == 0 and counters[d]:
+            fc = counters[d]
+        else:
+            counters[d] += 1
+            fc = counters[d]
+        values.update(
+            id=i,
+            ts=1.7e9 + i,
+            platform="tts",
+            kind="uplink",
+            device_id=f"dev-{d}",
+            dev_eui=f"00000000000000{d:02X}",
+            f_cnt=fc,
+        )
+        out.append(tuple(values[name] for name in ROW_FIELDS))
+    return out
+
+
+def test_duplicates_across_batches_are_found_once_the_history_is_complete(qtbot):
+    from ui.workspace.uplink_table import UplinkTableModel
+
+    rows = repeat_rows(9_000)
+    reference = UplinkTableModel(EventStore())
+    reference.ingest([columns_from_rows(rows)])
+    reference.announce()
+    expected = [reference.store.value(p, "id") for p in reference.repeats]
+    assert len(expected) > 1_000
+
+    model = UplinkTableModel(EventStore())
+    model.set_filter(Filter(), hide_duplicates=True)
+    replay(qtbot, model, rows[:8_000], live=rows[8_000:])
+    model.history_complete()
+    qtbot.waitUntil(lambda: model._recount is None, timeout=30_000)
+    assert [model.store.value(p, "id") for p in model.repeats] == expected
+    assert len(shown(model)) == 9_000 - len(expected), "hidden, never dropped"
+    assert model.duplicates_in_memory == len(expected)
+    # Live rows after the recount go on from the right counters.
+    more = repeat_rows(9_100)[9_000:]
+    model.ingest([columns_from_rows(more)])
+    model.announce()
+    reference.ingest([columns_from_rows(more)])
+    reference.announce()
+    assert [model.store.value(p, "id") for p in model.repeats] == [
+        reference.store.value(p, "id") for p in reference.repeats
+    ]
+
+
+def test_the_workspace_counts_the_devices_again_in_order(qtbot):
+    from ui.workspace.platform_workspace import PlatformWorkspace
+
+    rows = rows_in_order(20_000, seed=8)
+    ws = PlatformWorkspace()
+    qtbot.addWidget(ws)
+    ws.begin_history(18_000)
+    assert "loading older rows" in ws.count_label.text()
+    batches = newest_first(rows[:18_000], 500, 3_000)
+    ws.prepend_history(batches[:1])
+    ws.ingest([columns_from_rows(rows[18_000:])])
+    for b in batches[1:]:
+        ws.prepend_history([b])
+    ws.history_finished()
+    qtbot.waitUntil(lambda: ws._devices_recount is None, timeout=30_000)
+    reference = DeviceTracker()
+    reference.update(columns_from_rows(rows))
+    assert list(ws.tracker) == list(reference)
+    for key in reference:
+        a, b = ws.tracker.stats(key), reference.stats(key)
+        assert (a.uplinks, a.missed, a.duplicates, a.resets, a.last_f_cnt, a.errors) == (
+            b.uplinks,
+            b.missed,
+            b.duplicates,
+            b.resets,
+            b.last_f_cnt,
+            b.errors,
+        ), key
+    assert ws.devices.model.rowCount() == len(reference)
+    ws._update_count()
+    assert "loading" not in ws.count_label.text() and f"{len(reference):,} devices" in ws.count_label.text()
+
+
+def test_a_view_scrolled_up_holds_still_while_older_rows_come_in(qtbot):
+    from ui.workspace.uplink_table import UplinkTableModel, UplinkTableView
+
+    rows = rows_in_order(8_000, seed=3)
+    model = UplinkTableModel(EventStore())
+    view = UplinkTableView(model)
+    qtbot.addWidget(view)
+    view.resize(900, 400)
+    view.show()
+    batches = newest_first(rows, 2_000, 2_000)
+    model.reserve_history(8_000)
+    model.prepend_history(batches[:1])
+    qtbot.wait(20)
+    view.scrollTo(model.index(1_000, 0), view.ScrollHint.PositionAtTop)
+    top = view.rowAt(0)
+    top_id = model.store.value(model.position(top), "id")
+    for b in batches[1:]:
+        model.prepend_history([b])
+        qtbot.wait(5)
+    assert model.rowCount() == 8_000
+    assert model.store.value(model.position(view.rowAt(0)), "id") == top_id, "the same row stays at the top"
+    view.scrollToBottom()
+    model.ingest([columns_from_rows(rows_in_order(10, seed=99))])
+    model.announce()
+    qtbot.wait(20)
+    assert view.at_bottom(), "at the bottom it follows the live rows"
