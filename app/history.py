@@ -200,6 +200,14 @@ _COLUMN_TYPES = {
 RAW_COLUMNS = ("received_at", "correlation_ids", "raw_topic", "raw_payload", "properties")
 _RAW_TYPES = ("TEXT", "TEXT", "TEXT", "BLOB", "TEXT")
 
+# The MQTT DUP flag of the message a row came from: 1 for a broker redelivery, else NULL. Added
+# to files made before it (ALTER TABLE on the writer's open; older consoles ignore the column);
+# the partial index holds only the few flagged rows, so a replay finds them per batch for free.
+_DUP_SCHEMA = (
+    "ALTER TABLE events ADD COLUMN dup INTEGER",
+    "CREATE INDEX events_dup ON events(id) WHERE dup = 1",
+)
+
 _SCHEMA = [
     "CREATE TABLE events (\n    "
     + ",\n    ".join(
@@ -210,6 +218,7 @@ _SCHEMA = [
     )
     + "\n)",
     "CREATE INDEX events_device ON events(device_key)",
+    *_DUP_SCHEMA,
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
     "INSERT INTO meta (key, value) VALUES ('rows', 0)",
 ]
@@ -273,6 +282,21 @@ def _error(exc: Exception, path: Path, doing: str) -> HistoryError:
     if name.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_AUTH")):
         return HistoryError(f"The history file {path} cannot be {doing} ({detail}); check its permissions.")
     return HistoryError(f"The history file {path} could not be {doing} ({detail}).")
+
+
+def _has_dup_column(db: sqlite3.Connection) -> bool:
+    return any(r[1] == "dup" for r in db.execute("PRAGMA table_info(events)"))
+
+
+def _dup_flags(db: sqlite3.Connection, rows: list[tuple]) -> list[bool] | None:
+    """The DUP flag of each row (rows in id order), or None when none of them has it."""
+    if not rows or not _has_dup_column(db):
+        return None
+    lo, hi = rows[0][0], rows[-1][0]
+    flagged = {r[0] for r in db.execute("SELECT id FROM events WHERE dup = 1 AND id BETWEEN ? AND ?", (lo, hi))}
+    if not flagged:
+        return None
+    return [r[0] in flagged for r in rows]
 
 
 def _check_version(db: sqlite3.Connection, path: Path) -> int:
@@ -378,6 +402,12 @@ class HistoryWriter:
                         db.execute(statement)
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 db.execute("COMMIT")
+            elif not _has_dup_column(db):  # a file from before the DUP flag was kept
+                db.execute("BEGIN IMMEDIATE")
+                if not _has_dup_column(db):
+                    for statement in _DUP_SCHEMA:
+                        db.execute(statement)
+                db.execute("COMMIT")
             self.next_id = (db.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
             self._rows = self._read_count()
             self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
@@ -426,9 +456,10 @@ class HistoryWriter:
         """Rows in the file."""
         return self._rows
 
-    def append(self, rows: list[tuple], raws: list | None = None) -> None:
+    def append(self, rows: list[tuple], raws: list | None = None, dup_ids=None) -> None:
         """Stores rows (ROW_FIELDS order, id filled, None for missing) with their raw records
-        (RawRecord, or tuples in its field order; None: no raw data) in one transaction.
+        (RawRecord, or tuples in its field order; None: no raw data) in one transaction;
+        dup_ids: the ids of the rows whose message had the MQTT DUP flag.
 
         Raises HistoryError (nothing of this batch stored); HistoryCorrupt when the file is damaged."""
         if not rows:
@@ -479,6 +510,8 @@ class HistoryWriter:
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany(sql, params)
+                if dup_ids:
+                    db.executemany("UPDATE events SET dup = 1 WHERE id = ?", [(i,) for i in dup_ids])
                 db.execute("UPDATE meta SET value = value + ? WHERE key = 'rows'", (len(rows),))
                 db.execute("COMMIT")
             except BaseException:
@@ -871,7 +904,7 @@ class HistoryReader:
             cur = db.execute(f"SELECT {_ROW_SELECT} FROM events WHERE id BETWEEN ? AND ? ORDER BY id", (lo, hi))
             try:
                 while rows := cur.fetchmany(chunk):
-                    yield columns_from_rows(rows)
+                    yield columns_from_rows(rows, dup=_dup_flags(db, rows))
             finally:
                 cur.close()
         except sqlite3.Error as exc:
@@ -907,7 +940,7 @@ class HistoryReader:
                 left -= len(rows)
                 before = rows[-1][0]
                 rows.reverse()
-                yield columns_from_rows(rows)
+                yield columns_from_rows(rows, dup=_dup_flags(db, rows))
                 size = chunk
         except sqlite3.Error as exc:
             raise _error(exc, self.path, "read") from exc

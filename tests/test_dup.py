@@ -197,9 +197,16 @@ async def test_engine_batches_carry_the_dup_column_into_the_store(broker):
     )
     batches: list = []
     engine = EngineProcess()
+    history_name = f"dup test {app_id}"
     try:
         session = ProcessSession(
-            engine, config, on_batch=batches.append, on_state=lambda c: None, platform="tts", profile=profile
+            engine,
+            config,
+            on_batch=batches.append,
+            on_state=lambda c: None,
+            platform="tts",
+            profile=profile,
+            history_name=history_name,
         )
         await session.start()
         await until(lambda: sum(len(b["f_cnt"]) for b in batches) == 2, 20)
@@ -217,6 +224,16 @@ async def test_engine_batches_carry_the_dup_column_into_the_store(broker):
     # Only a batch holding a redelivery has the column at all.
     assert [("dup" in b) for b in batches].count(True) >= 1
     assert all(list(b["dup"]) == [1 if f == 7 else 0 for f in b["f_cnt"]] for b in batches if "dup" in b)
+    # The history keeps the flag: a reopened connection marks the same row.
+    from app.history import HistoryReader, history_path
+
+    with HistoryReader(history_path(history_name)) as reader:
+        await until(lambda: reader.count() == 3, 20)
+        reopened = EventStore()
+        reopened.reserve_below(10)
+        for batch in reader.load_newest_first(10, first=1):
+            reopened.prepend_columns(batch)
+    assert {reopened.value(p, "f_cnt"): reopened.is_dup(p) for p in range(reopened.base, reopened.end)} == marks
 
 
 def test_dup_bit_absent_from_qos0_is_not_a_redelivery():

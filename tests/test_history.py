@@ -138,6 +138,35 @@ def test_load_recent_returns_the_newest_rows_in_order_ready_for_the_store(tmp_pa
     r.close()
 
 
+def test_the_dup_flag_is_kept_and_a_file_from_before_it_gains_the_column(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    with HistoryWriter(path, NO_LIMITS) as w:
+        rows, _ = fill(w, 50)
+    # A file as consoles before the flag wrote it: no dup column, no index.
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX events_dup")
+    db.execute("ALTER TABLE events DROP COLUMN dup")
+    db.commit()
+    db.close()
+    with HistoryReader(path) as r:
+        assert [list(b.get("dup", [])) for b in r.load_newest_first(50, first=20, chunk=20)] == [[], [], []]
+        with HistoryWriter(path, NO_LIMITS) as w:  # opening it for writing adds the column
+            more = [with_id(row, i) for row, i in zip(rows[:30], w.take_ids(30), strict=True)]
+            w.append(more, dup_ids=[more[3][0], more[29][0]])
+        flagged = [
+            i for b in r.load_recent(80, chunk=25) for i, d in zip(b["id"], b.get("dup", [0] * len(b["id"]))) if d
+        ]
+        assert flagged == [more[3][0], more[29][0]]
+        first = next(r.load_newest_first(80, first=10))
+        assert list(first["dup"]) == [0] * 9 + [1], "the newest batch carries the flag of its last row"
+        store = EventStore()
+        store.append_columns(first)
+        assert store.is_dup(store.end - 1) and not store.is_dup(store.base)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM events WHERE dup = 1").fetchone()[0] == 2
+    db.close()
+
+
 def test_raw_and_row_by_id(tmp_path):
     path = tmp_path / "h.sqlite3"
     props = {

@@ -163,11 +163,11 @@ class _HistoryThread:
             item = self.queue.get()
             if item is None:
                 break
-            rows, raws = item
+            rows, raws, dup_ids = item
             self.taken_rows += len(rows)
             if writer is None:
                 continue
-            writer = self._write(writer, rows, raws)
+            writer = self._write(writer, rows, raws, dup_ids)
             if self.behind and self.queued_rows == self.taken_rows:
                 self.behind = False  # one notice per episode: caught up
                 self.notify(
@@ -181,13 +181,13 @@ class _HistoryThread:
             except Exception:  # noqa: BLE001
                 log.exception("history close failed")
 
-    def _write(self, writer, rows: list, raws: list):
+    def _write(self, writer, rows: list, raws: list, dup_ids=None):
         """Writes one batch; returns the writer to go on with, or None when history stopped."""
         from app.history import HistoryCorrupt, HistoryError
 
         try:
             writer.take_ids(len(rows))
-            writer.append(rows, raws)
+            writer.append(rows, raws, dup_ids)
             return writer
         except HistoryCorrupt:
             try:
@@ -195,7 +195,7 @@ class _HistoryThread:
                 self.notify(
                     "history-recovered", f"The history file was damaged; it was kept as {moved} and a new one started."
                 )
-                writer.append(rows, raws)
+                writer.append(rows, raws, dup_ids)
                 return writer
             except Exception as exc:  # noqa: BLE001
                 return self._stop(writer, exc)
@@ -228,7 +228,7 @@ class _HistoryThread:
             pass
         return None
 
-    def put(self, rows: list, raws: list) -> None:
+    def put(self, rows: list, raws: list, dup_ids=None) -> None:
         """Never blocks the live path (see the class's docstring)."""
         if self.failed is not None:
             return
@@ -247,7 +247,7 @@ class _HistoryThread:
         last = rows[-1][0]
         if last is not None:
             self.last_id = last
-        self.queue.put((rows, raws))
+        self.queue.put((rows, raws, dup_ids))
 
     def close(self) -> None:
         self.queue.put(None)
@@ -364,15 +364,15 @@ async def _serve(conn) -> None:
             # the table cannot hold is replaced by an error row in `items` itself, so the history
             # stores what the table shows.
             dup = None
-            if ch.dups:  # a redelivery: the batch gets a dup column (none when nothing was redelivered)
+            dups, ch.dups = ch.dups, []
+            if dups:  # a redelivery: the batch gets a dup column (none when nothing was redelivered)
                 dup = bytearray(len(items))
-                for i in ch.dups:
+                for i in dups:
                     dup[i] = 1
-                ch.dups = []
             columns = columns_from_rows(items, dup=dup)
             if ch.history is not None:
                 raws, ch.raws = ch.raws, []
-                ch.history.put(items, raws)
+                ch.history.put(items, raws, [items[i][0] for i in dups] if dups else None)
             send(("batch", ch.sid, columns))
         else:
             send(("batch", ch.sid, items))
