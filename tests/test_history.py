@@ -154,7 +154,10 @@ def test_the_dup_flag_is_kept_and_a_file_from_before_it_gains_the_column(tmp_pat
             more = [with_id(row, i) for row, i in zip(rows[:30], w.take_ids(30), strict=True)]
             w.append(more, dup_ids=[more[3][0], more[29][0]])
         flagged = [
-            i for b in r.load_recent(80, chunk=25) for i, d in zip(b["id"], b.get("dup", [0] * len(b["id"]))) if d
+            i
+            for b in r.load_recent(80, chunk=25)
+            for i, d in zip(b["id"], b.get("dup", [0] * len(b["id"])), strict=True)
+            if d
         ]
         assert flagged == [more[3][0], more[29][0]]
         first = next(r.load_newest_first(80, first=10))
