@@ -890,7 +890,7 @@ def build_parser(platform: Platform | None = None) -> argparse.ArgumentParser:
     cli_downlink.add_parsers(sub)
     cli_simulate.add_parsers(sub)
 
-    b = sub.add_parser("bench", help="benchmarks (ingest)")
+    b = sub.add_parser("bench", help="benchmarks (ingest, search, reopen)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(func=cmd_bench)
     return p

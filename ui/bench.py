@@ -104,6 +104,10 @@ def reference_rate(port: int, n: int, files, timeout: float) -> float:
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "search":
         return bench_search(argv[1:])
+    if argv and argv[0] == "reopen":
+        from ui.bench_reopen import main as bench_reopen
+
+        return bench_reopen(argv[1:])
     ap = argparse.ArgumentParser(prog="uplink-console bench ingest")
     ap.add_argument("what", choices=["ingest"])
     ap.add_argument("-n", "--messages", type=int, default=200_000)

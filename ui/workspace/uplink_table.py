@@ -390,13 +390,15 @@ class UplinkTableModel(QAbstractTableModel):
             taken.append(b if k == n else {name: col[n - k :] for name, col in b.items()})
             lo, hi = store.base, store.base + k
             self.repeats[0:0] = self._repeat_pass(lo, hi, {})
-            self._count += k
             self.rows_shown_total += k
             skip = len(self.older_order)
             if self.visible is None:
                 self.beginInsertRows(QModelIndex(), skip, skip + k - 1)
+                self._count += k
                 self.endInsertRows()
-            elif self.query is None:
+                continue
+            self._count += k
+            if self.query is None:
                 self._insert_above(self._without_duplicates(store.matching(self.filter, start=lo, stop=hi)))
             # A text search matches these rows once they are indexed (_index_below).
         if taken:
