@@ -299,3 +299,58 @@ def test_a_view_scrolled_up_holds_still_while_older_rows_come_in(qtbot):
     model.announce()
     qtbot.wait(20)
     assert view.at_bottom(), "at the bottom it follows the live rows"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_interleavings_of_history_live_rows_filters_and_trimming(qtbot, seed):
+    """Whatever the order of replayed batches, live rows, filters, searches and trimming, the view
+    shows what the same filter shows over the same rows appended in order."""
+    from ui.workspace.uplink_table import UplinkTableModel
+
+    rnd = random.Random(seed)
+    total = 9_000
+    rows = rows_in_order(total, seed=100 + seed)
+    split = rnd.randrange(3_000, 8_000)
+    max_rows = rnd.choice([20_000, 7_000])
+    model = UplinkTableModel(EventStore(max_rows=max_rows, trim_chunk=500))
+    batches = newest_first(rows[:split], rnd.randrange(50, 600), rnd.randrange(300, 2_500))
+    live = rows[split:]
+    model.reserve_history(split)
+    filters = [
+        Filter(),
+        Filter(kinds=frozenset({"uplink"})),
+        Filter(text="hum"),
+        Filter(text="env-sensor-00", f_port=1),
+        Filter(device="70B3D57ED0050003"),
+    ]
+    while batches or live:
+        step = rnd.random()
+        if batches and step < 0.45:
+            model.prepend_history([batches.pop(0)])
+        elif live and step < 0.8:
+            k = rnd.randrange(1, 700)
+            model.ingest([columns_from_rows(live[:k])])
+            live = live[k:]
+            if rnd.random() < 0.7:
+                model.announce()
+        elif step < 0.9:
+            model.set_filter(rnd.choice(filters), hide_duplicates=rnd.random() < 0.3)
+        else:
+            qtbot.wait(rnd.randrange(0, 15))
+    model.announce()
+    model.history_complete()
+    qtbot.waitUntil(
+        lambda: model.history_behind == 0 and not model.searching and model._recount is None, timeout=30_000
+    )
+    qtbot.wait(200)  # the last slice of matches below is published
+    store = model.store
+    kept = rows[-len(store) :]
+    assert [store.value(p, "id") for p in range(store.base, store.end)] == [r[0] for r in kept]
+    reference = UplinkTableModel(EventStore(max_rows=10**6))
+    reference.ingest([columns_from_rows(kept)])
+    reference.announce()
+    reference.set_filter(model.filter, hide_duplicates=model.hide_duplicates)
+    qtbot.waitUntil(lambda: not reference.searching, timeout=30_000)
+    got = [store.value(p, "id") for p in shown(model)]
+    want = [reference.store.value(p, "id") for p in shown(reference)]
+    assert got == want, (model.filter, model.hide_duplicates)

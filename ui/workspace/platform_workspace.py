@@ -133,6 +133,7 @@ class PlatformWorkspace(QWidget):
         # History replayed newest first: loading until history_finished; then the device
         # statistics are counted again over every row in order (_recount_devices, in slices).
         self.history_loading = False
+        self._history_loaded = self._history_expected = 0  # rows of the replay shown, rows it brings
         self._devices_recount = None  # [next position, the new tracker]
         self._devices_recount_timer = QTimer(self)
         self._devices_recount_timer.setSingleShot(True)
@@ -177,11 +178,18 @@ class PlatformWorkspace(QWidget):
         if rows > 0:
             self.model.reserve_history(rows)
             self.history_loading = True
+            self._history_loaded = 0
+            try:  # for the count line: how many rows the replay brings (the meta row count: no scan)
+                stored = self.history.count() if self.history is not None else rows
+            except Exception:  # noqa: BLE001 - the count line only
+                stored = rows
+            self._history_expected = min(rows, stored)
             self._update_count()
 
     def prepend_history(self, batches: list[dict]) -> None:
         """Replayed rows, older than every row shown, above them."""
         batches = self.model.prepend_history(batches)
+        self._history_loaded += sum(len(b["ts"]) for b in batches)
         # Counted now so the devices show at once; out of order, so counted again at the end.
         self._devices_pending.extend(batches)
         if not self._devices_timer.isActive():
@@ -423,6 +431,8 @@ class PlatformWorkspace(QWidget):
             text += ", still searching)" if self.history_searching else ")"
         if self.history_loading:
             text += " · loading older rows from the history…"
+            if self._history_expected > self._history_loaded:
+                text += f" {self._history_loaded:,} of {self._history_expected:,}"
         elif self._devices_recount is not None:
             text += " · counting the history's devices…"
         if self.model.paused:
