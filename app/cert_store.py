@@ -354,6 +354,31 @@ class CertificateStore:
             password = self.password(entry_id)
         return certs.read(data, password=password, name=f"'{entry.name}'")
 
+    def key_for(self, entry_id: str) -> StoredEntry | None:
+        """The stored private key (an entry holding a key and no certificate) that belongs to the
+        entry's certificate, or None: what a generated or separately imported pair needs when its
+        certificate is chosen. Keys that cannot be opened (a password not in the keyring) are
+        passed over."""
+        entry = self.get(entry_id)
+        if entry.has_key or not entry.certificates:
+            return None
+        try:
+            leaf = self.contents(entry_id).leaf
+        except (certs.CertError, CertStoreError, OSError):
+            return None
+        if leaf is None:
+            return None
+        for other in self.entries():
+            if other.id == entry_id or not other.has_key or other.certificates:
+                continue
+            try:
+                key = self.contents(other.id).key
+            except Exception:  # noqa: BLE001 - a key that cannot be opened is not the one
+                continue
+            if key is not None and certs.key_matches(leaf, key):
+                return other
+        return None
+
     def path_for(self, value: str) -> str:
         """A reference -> its stored file's path (KeyError when deleted); a path -> unchanged."""
         entry_id = entry_id_of(value)

@@ -990,10 +990,30 @@ class WizardFlow:
                 if self.values.get(key) != new:
                     self.values[key] = new
                     changed.add(key)
+        key_entry = self._stored_key_for(name, value)
+        if key_entry is not None:
+            self.values["key_file"] = key_entry
+            changed.add("key_file")
         if self.test_result is not None:
             self.test_result = None  # the test was of other values
             self.save_anyway = False
         return changed
+
+    def _stored_key_for(self, name: str, value) -> str | None:
+        """A client certificate chosen from the certificate manager, the key field empty: the
+        stored key that belongs to it (a generated pair is two entries), as a reference."""
+        if name != "cert_file" or "key_file" not in self.fields or not _empty(self.values.get("key_file")):
+            return None
+        from app import cert_store
+
+        entry_id = cert_store.entry_id_of(_text(value))
+        if entry_id is None:
+            return None
+        try:
+            key = cert_store.CertificateStore().key_for(entry_id)
+        except Exception:  # noqa: BLE001 - a convenience: the user can still choose the key
+            return None
+        return key.reference if key is not None else None
 
     def is_missing(self, name: str) -> bool:
         """Empty and needed: the page waits for it (shown as a gentle 'required', not an error)."""

@@ -202,6 +202,50 @@ def test_pkcs12_from_the_store_with_its_password_only_in_the_keyring_connects_to
     assert "key_password" not in result.secrets  # the password stays with the store's entry
 
 
+def test_choosing_a_stored_certificate_fills_in_its_stored_key(store):
+    from app import certs
+
+    key = certs.generate_key("ec-p256")
+    key_entry, cert_entry = store.add_generated(key, certs.self_signed_certificate(key, "pair-device"), "pair-device")
+    other_key = certs.generate_key("ec-p256")
+    lonely = store.add_generated(other_key, certs.self_signed_certificate(other_key, "lonely"), "lonely")[1]
+    store.delete(lonely.id)  # the certificate gone, its key stays: a key of nothing here
+    flow = flow_for("generic")
+    flow.set("url", "mqtts://localhost:8883")
+    changed = flow.set("cert_file", cert_entry.reference)
+    assert "key_file" in changed and flow.values["key_file"] == key_entry.reference, "its key, found by matching"
+    flow.set("cert_file", "")
+    changed = flow.set("cert_file", cert_entry.reference)
+    assert "key_file" not in changed, "a key chosen already is never replaced"
+    assert store.key_for(key_entry.id) is None, "a key entry has no key to look for"
+    third = certs.generate_key("rsa2048")
+    stray = store.import_bytes(certs.certificates_pem([certs.self_signed_certificate(third, "stray")]), "stray.pem")
+    assert store.key_for(stray.id) is None, "no stored key belongs to it"
+    fresh = flow_for("generic")
+    assert "key_file" not in fresh.set("cert_file", stray.reference)
+
+
+def test_a_certificate_and_key_imported_apart_connect_to_mtls_once_the_certificate_is_chosen(
+    qtbot, loop, engine, broker, pki, store, topic
+):
+    ca = store.import_file(pki.ca)
+    key = store.import_file(pki.client_key)
+    cert = store.import_file(pki.client_cert)
+    w = _wizard(qtbot, "generic", engine)
+    page = _to_tls_page(w, broker.url("mtls"), topic)
+    page.editors["ca_file"].picker.choose_entry(ca.id)
+    page.editors["cert_file"].picker.choose_entry(cert.id)
+    assert w.flow.values["key_file"] == key.reference
+    assert page.editors["key_file"].picker.value() == key.reference, "the key field shows it"
+
+    async def scenario():
+        assert _next(w) == "test"
+        result = await _answer(w)
+        assert result.kind == "quiet", result
+
+    loop.run_until_complete(scenario())
+
+
 def test_an_untrusted_self_hosted_broker_is_adopted_from_the_test_page(qtbot, loop, engine, broker, store, topic):
     w = _wizard(qtbot, "generic", engine)
     _to_tls_page(w, broker.url("tls"), topic)  # no CA chosen: the system's, which never signed the test CA
