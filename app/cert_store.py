@@ -221,6 +221,33 @@ class CertificateStore:
                 self._entries[entry.id] = entry
         except (ValueError, TypeError, KeyError, AttributeError):
             self._keep_aside_and_rebuild()
+            return
+        self._adopt_unlisted()
+
+    def _adopt_unlisted(self) -> None:
+        """Stored files the index does not list (an import cut off between writing the file and
+        the index) are listed again, and the notice says so: nothing imported is lost silently."""
+        listed = {e.path.name for e in self._entries.values()}
+        unlisted = [p for p in self._stored_files() if p.name not in listed and p.stem not in self._entries]
+        if not unlisted:
+            return
+        added = 0
+        for path in sorted(unlisted):
+            entry = self._entry_from_file(path)
+            if entry is not None:
+                self._entries[entry.id] = entry
+                added += 1
+        if not added:
+            return
+        self.notice = (
+            f"{added} stored certificate file{'s were' if added != 1 else ' was'} missing from the certificate "
+            "list (an import was interrupted) and listed again; check their names."
+        )
+        log.warning("certificate index: %d unlisted stored files listed again", added)
+        try:
+            self._save()
+        except CertStoreError as exc:  # listed for this run; saved by the next change
+            log.warning("%s", exc)
 
     def _entry_from_json(self, record: dict) -> StoredEntry:
         entry_id = record["id"]
@@ -260,30 +287,37 @@ class CertificateStore:
             return []
         return [p for p in children if p.is_file() and _ID.match(p.stem) and not p.name.startswith(".")]
 
+    def _entry_from_file(self, path: Path) -> StoredEntry | None:
+        """An entry for a stored file found without its index record (None: it cannot be read)."""
+        entry_id = path.stem
+        try:
+            data = path.read_bytes()
+            password = self._keyring_password(entry_id)
+            contents = certs.read(data, password=password, name=path.name)
+            mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+        except (OSError, CertError):
+            return None
+        items = contents.items()
+        return StoredEntry(
+            id=entry_id,
+            name=_default_name(path.name, items),
+            filename=path.name,
+            path=path,
+            items=items,
+            imported_at=mtime,
+            has_password=bool(password),
+            origin="imported",
+            container=contents.container,
+        )
+
     def _rebuild(self, what: str) -> None:
         unread = 0
         for path in sorted(self._stored_files()):
-            entry_id = path.stem
-            try:
-                data = path.read_bytes()
-                password = self._keyring_password(entry_id)
-                contents = certs.read(data, password=password, name=path.name)
-            except (OSError, CertError):
+            entry = self._entry_from_file(path)
+            if entry is None:
                 unread += 1
                 continue
-            items = contents.items()
-            mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
-            self._entries[entry_id] = StoredEntry(
-                id=entry_id,
-                name=_default_name(path.name, items),
-                filename=path.name,
-                path=path,
-                items=items,
-                imported_at=mtime,
-                has_password=bool(password),
-                origin="imported",
-                container=contents.container,
-            )
+            self._entries[entry.id] = entry
         count = len(self._entries)
         sentence = (
             f"The certificate list {what}; it was rebuilt from the {count} stored file{'s' if count != 1 else ''}"

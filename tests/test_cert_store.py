@@ -116,6 +116,21 @@ def test_a_corrupt_index_is_kept_aside_and_rebuilt_from_the_files(store, secrets
     assert CertificateStore(store.directory, secrets=secrets).notice is None  # the new index is sound
 
 
+def test_a_stored_file_the_index_missed_is_listed_again_with_a_notice(store, secrets, p12_bytes, pki):
+    """An import cut off between writing its file and the index: the next start lists the file."""
+    ca = store.import_file(pki.ca)
+    p12 = store.import_bytes(p12_bytes, "client.p12", password=P12_PASSWORD)
+    index = orjson.loads(store.index_path.read_bytes())
+    index["entries"] = [e for e in index["entries"] if e["id"] != p12.id]
+    store.index_path.write_bytes(orjson.dumps(index))
+    again = CertificateStore(store.directory, secrets=secrets)
+    assert {e.id for e in again.entries()} == {ca.id, p12.id}
+    assert again.notice and "1 stored certificate file was missing" in again.notice, again.notice
+    assert again.get(p12.id).has_password and again.contents(p12.id).key is not None
+    assert again.get(ca.id).name == store.get(ca.id).name, "the listed entries keep their names"
+    assert CertificateStore(store.directory, secrets=secrets).notice is None, "saved: said once"
+
+
 def test_a_file_whose_password_is_gone_is_left_in_place_and_counted(store, secrets, p12_bytes):
     entry = store.import_bytes(p12_bytes, "client.p12", password=P12_PASSWORD)
     secrets.delete(cert_store.secret_id(entry.id), cert_store.PASSWORD_FIELD)
