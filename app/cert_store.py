@@ -499,17 +499,35 @@ class CertificateStore:
     def add_generated(
         self, key, cert, name: str, *, password: str | None = None, csr: bytes | None = None
     ) -> list[StoredEntry]:
-        """A generated key (PKCS#8, encrypted with password when given), its certificate and
-        optionally its CSR, as entries of origin "generated": [key, certificate, (csr)]."""
+        """A generated key (PKCS#8), its certificate and optionally its CSR, as entries of origin
+        "generated": [key, certificate, (csr)]. The key is kept encrypted: with password when given,
+        else with a random one kept only in the keyring (unencrypted, 0600, only when the keyring
+        cannot keep it)."""
         base = (name or "").strip() or certs.certificate_item(cert).common_name
-        added = [
-            self.import_bytes(
+        chosen = password
+        if chosen is None and getattr(self.secrets, "available", False):
+            import secrets as random_secrets
+
+            password = random_secrets.token_urlsafe(24)
+
+        def keep_key(password):
+            return self.import_bytes(
                 certs.private_key_pem(key, password),
                 f"{base}.key.pem",
                 password=password,
                 name=f"{base} (private key)",
                 origin="generated",
-            ),
+            )
+
+        try:
+            key_entry = keep_key(password)
+        except OSError as exc:
+            if chosen is not None or password is None or isinstance(exc, CertStoreError):
+                raise
+            log.warning("the keyring could not keep a generated key's password (%s): kept unencrypted", exc)
+            key_entry = keep_key(None)
+        added = [
+            key_entry,
             self.import_bytes(certs.certificates_pem([cert]), f"{base}.pem", name=base, origin="generated"),
         ]
         if csr:

@@ -195,6 +195,25 @@ def test_generated_and_trusted_entries(store, secrets, broker, pki):
     assert trusted.origin == "fetched" and trusted.name == "Test broker CA"
 
 
+def test_a_generated_key_is_kept_encrypted_with_a_password_only_in_the_keyring(store, secrets, tmp_path):
+    key = certs.generate_key("rsa2048")
+    key_entry, cert_entry = store.add_generated(key, certs.self_signed_certificate(key, "dev-7"), "dev-7")
+    data = key_entry.path.read_bytes()
+    assert b"ENCRYPTED PRIVATE KEY" in data and key_entry.has_password, "nothing readable on disk"
+    kept = secrets.get(cert_store.secret_id(key_entry.id), cert_store.PASSWORD_FIELD)
+    assert kept and len(kept) >= 24
+    again = CertificateStore(store.directory, secrets=secrets)
+    assert certs.key_matches(again.contents(cert_entry.id).leaf, again.contents(key_entry.id).key)
+    # Without a keyring that keeps it, an encrypted key could not be opened after a restart.
+    secrets.available = False
+    other = certs.generate_key("ec-p256")
+    plain = CertificateStore(tmp_path / "elsewhere", secrets=secrets).add_generated(
+        other, certs.self_signed_certificate(other, "dev-8"), "dev-8"
+    )[0]
+    assert b"ENCRYPTED" not in plain.path.read_bytes() and not plain.has_password
+    assert oct(plain.path.stat().st_mode & 0o777) == "0o600"
+
+
 def test_export_in_every_form(store, p12_bytes, tmp_path):
     entry = store.import_bytes(p12_bytes, "client.p12", password=P12_PASSWORD)
     with pytest.raises(CertError, match="--no-encryption"):
