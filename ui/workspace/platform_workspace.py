@@ -188,9 +188,12 @@ class PlatformWorkspace(QWidget):
 
     def prepend_history(self, batches: list[dict]) -> None:
         """Replayed rows, older than every row shown, above them."""
+        first = self._history_loaded == 0
         batches = self.model.prepend_history(batches)
         self._history_loaded += sum(len(b["ts"]) for b in batches)
-        # Counted now so the devices show at once; out of order, so counted again at the end.
+        if self.history_loading and not first:
+            return  # counted in order once the replay is over (history_finished): not twice
+        # The newest rows' devices show at once (out of order, so counted again at the end).
         self._devices_pending.extend(batches)
         if not self._devices_timer.isActive():
             self._devices_timer.start()
