@@ -354,3 +354,29 @@ def test_random_interleavings_of_history_live_rows_filters_and_trimming(qtbot, s
     got = [store.value(p, "id") for p in shown(model)]
     want = [reference.store.value(p, "id") for p in shown(reference)]
     assert got == want, (model.filter, model.hide_duplicates)
+
+
+def test_a_search_started_while_the_index_is_behind_shows_each_older_match_once(qtbot):
+    """The search's job starts only once the index holds the rows it covers: rows indexed below
+    meanwhile are its own, not matched a second time from below."""
+    from ui.workspace.uplink_table import UplinkTableModel
+
+    rows = rows_in_order(70_000, seed=12)
+    model = UplinkTableModel(EventStore())
+    batches = newest_first(rows[:10_000], 2_000, 2_000)
+    model.reserve_history(10_000)
+    model.prepend_history(batches[:1])
+    model.ingest([columns_from_rows(rows[10_000:])])  # 60,000 live rows, not indexed yet
+    model.announce()
+    assert model.search_index.behind > 30_000
+    model.set_filter(Filter(text="hum"))
+    assert model._job is None and model.searching, "the job waits for the index"
+    for b in batches[1:]:
+        model.prepend_history([b])
+        qtbot.wait(2)
+    qtbot.waitUntil(lambda: model.history_behind == 0 and not model.searching, timeout=30_000)
+    qtbot.wait(200)
+    got = [model.store.value(p, "id") for p in shown(model)]
+    assert len(got) == len(set(got)), "no row twice"
+    reference = in_order_store(rows)
+    assert got == [reference.value(p, "id") for p in reference.matching(model.filter)]

@@ -441,8 +441,8 @@ class UplinkTableModel(QAbstractTableModel):
 
     def _match_below(self) -> None:
         """Shows the matches of the search among the rows indexed below the ones it searched."""
-        if self.query is None or self._job is not None or self.visible is None:
-            return
+        if self.query is None or self._job is not None or self._work_timer.isActive() or self.visible is None:
+            return  # a search in flight (or not started) covers what is indexed when its job starts
         index = self.search_index
         lo = max(index.start, self.store.base)
         if lo >= self._matched_lo:
@@ -494,12 +494,10 @@ class UplinkTableModel(QAbstractTableModel):
         changed = found != self.repeats[bisect.bisect_left(self.repeats, store.base) :]
         self.repeats, self._recent = found, recent
         self._duplicates = None
-        if changed and (self.hide_duplicates or self.visible is None):
-            if self.hide_duplicates:
-                self.set_filter(self.filter, regex=self.query.regex if self.query else False)
-            elif self._count:
-                skip = len(self.older_order)
-                self.dataChanged.emit(self.index(skip, _KIND_COL), self.index(skip + self._count - 1, _KIND_COL))
+        if changed and self.hide_duplicates:
+            self.set_filter(self.filter, regex=self.query.regex if self.query else False)
+        elif changed and self.rowCount():
+            self.dataChanged.emit(self.index(0, _KIND_COL), self.index(self.rowCount() - 1, _KIND_COL))  # "· again"
         self.rows_changed.emit()
 
     def _announce_soon(self) -> None:
