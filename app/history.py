@@ -201,12 +201,10 @@ RAW_COLUMNS = ("received_at", "correlation_ids", "raw_topic", "raw_payload", "pr
 _RAW_TYPES = ("TEXT", "TEXT", "TEXT", "BLOB", "TEXT")
 
 # The MQTT DUP flag of the message a row came from: 1 for a broker redelivery, else NULL. Added
-# to files made before it (ALTER TABLE on the writer's open; older consoles ignore the column);
-# the partial index holds only the few flagged rows, so a replay finds them per batch for free.
-_DUP_SCHEMA = (
-    "ALTER TABLE events ADD COLUMN dup INTEGER",
-    "CREATE INDEX events_dup ON events(id) WHERE dup = 1",
-)
+# to files made before it (ALTER TABLE on the writer's open: a schema change only, instant on a
+# file of any size; older consoles ignore the column). A replay finds a batch's flagged rows by
+# its rowid range, over pages the batch's own query has just read.
+_DUP_SCHEMA = ("ALTER TABLE events ADD COLUMN dup INTEGER",)
 
 _SCHEMA = [
     "CREATE TABLE events (\n    "

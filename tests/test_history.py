@@ -144,7 +144,6 @@ def test_the_dup_flag_is_kept_and_a_file_from_before_it_gains_the_column(tmp_pat
         rows, _ = fill(w, 50)
     # A file as consoles before the flag wrote it: no dup column, no index.
     db = sqlite3.connect(path)
-    db.execute("DROP INDEX events_dup")
     db.execute("ALTER TABLE events DROP COLUMN dup")
     db.commit()
     db.close()

@@ -380,3 +380,40 @@ def test_a_search_started_while_the_index_is_behind_shows_each_older_match_once(
     assert len(got) == len(set(got)), "no row twice"
     reference = in_order_store(rows)
     assert got == [reference.value(p, "id") for p in reference.matching(model.filter)]
+
+
+def test_clear_while_the_history_loads_keeps_the_table_empty(qtbot):
+    from ui.workspace.platform_workspace import PlatformWorkspace
+
+    rows = rows_in_order(6_000, seed=6)
+    ws = PlatformWorkspace()
+    qtbot.addWidget(ws)
+    ws.begin_history(6_000)
+    batches = newest_first(rows, 1_000, 1_000)
+    ws.prepend_history(batches[:2])
+    assert ws.model.rowCount() == 2_000
+    ws.clear()
+    for b in batches[2:]:
+        ws.prepend_history([b])  # the rest of the replay, still arriving
+    ws.history_finished()
+    assert len(ws.store) == 0 and ws.model.rowCount() == 0 and not ws.history_loading
+    ws.ingest([columns_from_rows(rows_in_order(10, seed=60))])
+    ws.model.announce()
+    assert ws.model.rowCount() == 10, "live rows after the Clear are shown"
+    ws._update_count()
+    assert "loading" not in ws.count_label.text()
+
+
+def test_a_recount_that_hides_more_rows_asks_for_the_filter_again_when_disk_rows_are_shown(qtbot):
+    from ui.workspace.uplink_table import UplinkTableModel
+
+    rows = repeat_rows(6_000)
+    model = UplinkTableModel(EventStore())
+    model.set_filter(Filter(kinds=frozenset({"uplink"})), hide_duplicates=True)
+    replay(qtbot, model, rows)
+    model.add_history_rows(list(reversed(repeat_rows(20))))  # as "All history" shows rows from disk
+    asked = []
+    model.refilter_needed.connect(lambda: asked.append(True))
+    model.history_complete()
+    qtbot.waitUntil(lambda: model._recount is None, timeout=30_000)
+    assert asked == [True] and model.history_rows == 20, "the rows from disk stay until the owner searches again"

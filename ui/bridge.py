@@ -120,6 +120,12 @@ class SessionBridge(QObject):
             for entry in pending:
                 self.downlink_changed.emit(entry)
 
+    def drop_history(self) -> None:
+        """Ends the replay under way (if any) at once: its batches not shown yet are dropped and
+        history_finished is emitted now, before the owner starts the next one."""
+        self.history_buffer = MessageBuffer()
+        self._end_history()
+
     def _end_history(self) -> None:
         if self.history_loading:
             self.history_loading = False
@@ -198,8 +204,7 @@ class SessionBridge(QObject):
         session: ProcessSession | None = None
         on_history = None
         # What an earlier session replayed must not reach this one: its replay ends here.
-        self.history_buffer = MessageBuffer()
-        self._end_history()
+        self.drop_history()
         if platform is not None and history_rows and self.history_newest_first:
             on_history = self.history_buffer.push
             self.history_loading = True
@@ -279,8 +284,9 @@ class SessionBridge(QObject):
                 await session.stop()
             except EngineGone:
                 pass  # nothing left to stop
-            if self.history_loading:
-                self.history_buffer.push(None)  # the replay stopped: over once its last batch is shown
+            finally:
+                if self.history_loading:
+                    self.history_buffer.push(None)  # the replay stopped: over once its last batch is shown
 
     def _remember_subscriptions(self, change) -> None:
         """Keeps the settings a resumed session starts with in step with runtime (un)subscribes."""

@@ -207,7 +207,10 @@ class ConnectionPage(QWidget):
         # A table that shows rows already (a reconnect) goes on from them: the history is
         # replayed only into an empty one.
         store = self.workspace.store
-        rows = min(store.max_rows, HISTORY_ROWS_AT_START) if not len(store) else 0
+        empty = not len(store) and not self.workspace.model.held_rows
+        replays = self.bridge.engine_kind == "process"  # the thread engine (tests) keeps no history
+        rows = min(store.max_rows, HISTORY_ROWS_AT_START) if empty and replays else 0
+        self.bridge.drop_history()  # what an earlier session was replaying ends before this one's
         self.workspace.begin_history(rows)
         if self.composer is not None:
             self.composer.close()

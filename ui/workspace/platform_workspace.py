@@ -118,6 +118,7 @@ class PlatformWorkspace(QWidget):
         self.model.rows_changed.connect(self._update_count)
         self.model.rows_rejected.connect(self._rows_rejected)
         self.model.search_state.connect(self._search_state)
+        self.model.refilter_needed.connect(lambda: self.apply_filter(self.model.filter))
         self._history_relay = _HistoryRelay(self)
         self._history_relay.rows.connect(self._history_rows)
         self._history_relay.done.connect(self._history_done)
@@ -191,6 +192,8 @@ class PlatformWorkspace(QWidget):
         first = self._history_loaded == 0
         batches = self.model.prepend_history(batches)
         self._history_loaded += sum(len(b["ts"]) for b in batches)
+        if not batches and len(self.store) >= self.store.max_rows:
+            self._history_expected = self._history_loaded  # the table is full: no more of it fits
         if self.history_loading and not first:
             return  # counted in order once the replay is over (history_finished): not twice
         # The newest rows' devices show at once (out of order, so counted again at the end).
@@ -309,6 +312,8 @@ class PlatformWorkspace(QWidget):
         self._cancel_history_search()
         if not self.filter_bar.history_on or self.history is None or flt.is_empty:
             return
+        if self.history_loading:
+            return  # the rows the replay brings would be found twice: history_finished searches
         query = Query(flt.text, self.filter_bar.regex_on)
         ids = np.frombuffer(self.store.cols["id"], dtype=np.int64)
         ids = ids[ids != NONE_INT]
@@ -408,6 +413,8 @@ class PlatformWorkspace(QWidget):
     def clear(self) -> None:
         self._cancel_history_search()
         self._devices_recount = None
+        self.history_loading = False  # the rest of a replay is not taken (the model drops it)
+        self._history_loaded = self._history_expected = 0
         self.model.clear()
         self._devices_pending = []
         self.tracker.clear()

@@ -126,6 +126,9 @@ class UplinkTableModel(QAbstractTableModel):
     rows_changed = Signal()  # after every insert/trim/filter, for counters
     rows_rejected = Signal(int, str)  # rows the store refused so far, and why the last were
     search_state = Signal(bool, float)  # a search is running, how far back it got (0..1)
+    # Hidden duplicates changed after a replay's recount while rows found on disk ("All
+    # history") are shown: the owner applies the filter again (which searches the disk again).
+    refilter_needed = Signal()
 
     def __init__(self, store: EventStore | None = None, parent=None) -> None:
         self.rejected_rows = 0
@@ -181,6 +184,7 @@ class UplinkTableModel(QAbstractTableModel):
         self._below_timer.setSingleShot(True)
         self._below_timer.timeout.connect(self._index_below)
         self._below_published = 0.0
+        self.taking_history = False  # a replay's batches are taken (reserve_history .. clear)
         self._recount = None  # the exact pass over all rows for repeats (after a replay), in slices
         self._recount_timer = QTimer(self)
         self._recount_timer.setSingleShot(True)
@@ -369,6 +373,7 @@ class UplinkTableModel(QAbstractTableModel):
             store.reserve_below(n)
             self._announced_end = self._repeats_end = self._matched_lo = store.end
             self.search_index.catch_up(0)  # the index starts where the store does
+            self.taking_history = True
 
     def prepend_history(self, batches: list[dict]) -> list[dict]:
         """Replayed history, each batch older than every row held, above the rows shown (the
@@ -376,6 +381,8 @@ class UplinkTableModel(QAbstractTableModel):
         store took, as batches (the newest part of a batch when the table filled up)."""
         taken = []
         store = self.store
+        if not self.taking_history:
+            return taken  # cleared meanwhile: the user asked for an empty table
         for b in batches:
             try:
                 k = store.prepend_columns(b)
@@ -435,12 +442,13 @@ class UplinkTableModel(QAbstractTableModel):
         now = time.monotonic()
         if self.query is not None and (not more or now - self._below_published >= SEARCH_PUBLISH):
             self._below_published = now
-            self._match_below()
-        if more:
+            self._match_below()  # starts the timer again while matches below remain
+        if more and not self._below_timer.isActive():
             self._below_timer.start(0)
 
     def _match_below(self) -> None:
-        """Shows the matches of the search among the rows indexed below the ones it searched."""
+        """Shows the matches of the search among the rows indexed below the ones it searched,
+        the newest piece first, for at most SEARCH_SLICE (then again from a timer)."""
         if self.query is None or self._job is not None or self._work_timer.isActive() or self.visible is None:
             return  # a search in flight (or not started) covers what is indexed when its job starts
         index = self.search_index
@@ -448,22 +456,33 @@ class UplinkTableModel(QAbstractTableModel):
         if lo >= self._matched_lo:
             return
         tables = index.lookup(self.query)
+        deadline = time.monotonic() + SEARCH_SLICE
         parts = []
-        for piece in index.pieces:
-            if piece.start >= self._matched_lo:
-                break
+        pieces = index.pieces
+        i = bisect.bisect_right([p.start for p in pieces], self._matched_lo - 1) - 1
+        while i >= 0 and self._matched_lo > lo:
+            piece = pieces[i]
             found = search_piece(piece, self.query, tables)
             parts.append(found[(found < self._matched_lo) & (found >= lo)])
-        self._matched_lo = lo
+            self._matched_lo = max(piece.start, lo)
+            i -= 1
+            if time.monotonic() >= deadline:
+                break
         if parts:
-            found = np.concatenate(parts)
+            found = np.concatenate(parts[::-1])
             self._insert_above(self._without_duplicates(self._other_conditions(found)))
             self.rows_changed.emit()
+        if self._matched_lo > lo and not self._below_timer.isActive():
+            self._below_timer.start(0)  # the rest in the next slices (_index_below matches on)
 
     @property
     def history_behind(self) -> int:
-        """Rows above the search index's oldest (prepended, not searchable yet)."""
-        return self.search_index.behind_below
+        """Prepended rows not searchable yet, and (with a search shown) not yet searched."""
+        index = self.search_index
+        behind = index.behind_below
+        if self.query is not None and self.visible is not None:
+            behind += max(0, self._matched_lo - max(index.start, self.store.base))
+        return behind
 
     def history_complete(self) -> None:
         """The replay is over: counts the platform-level duplicates once more over every row in
@@ -491,10 +510,13 @@ class UplinkTableModel(QAbstractTableModel):
             self._recount_timer.start(0)
             return
         self._recount = None
+        del found[: bisect.bisect_left(found, store.base)]  # rows trimmed between slices
         changed = found != self.repeats[bisect.bisect_left(self.repeats, store.base) :]
         self.repeats, self._recent = found, recent
         self._duplicates = None
-        if changed and self.hide_duplicates:
+        if changed and self.hide_duplicates and self.older_order:
+            self.refilter_needed.emit()  # the rows found on disk: searched again by the owner
+        elif changed and self.hide_duplicates:
             self.set_filter(self.filter, regex=self.query.regex if self.query else False)
         elif changed and self.rowCount():
             self.dataChanged.emit(self.index(0, _KIND_COL), self.index(self.rowCount() - 1, _KIND_COL))  # "· again"
@@ -862,6 +884,8 @@ class UplinkTableModel(QAbstractTableModel):
         self.search_index.catch_up(0)
         self._matched_lo = self.store.end
         self._recount = None
+        self.taking_history = False
+        self._decoded_cache.clear()
         self.visible = None if self.filter.is_empty and not self.hide_duplicates else array("q")
         self._held.clear()
         self.endResetModel()
