@@ -286,9 +286,10 @@ def _has_dup_column(db: sqlite3.Connection) -> bool:
     return any(r[1] == "dup" for r in db.execute("PRAGMA table_info(events)"))
 
 
-def _dup_flags(db: sqlite3.Connection, rows: list[tuple]) -> list[bool] | None:
-    """The DUP flag of each row (rows in id order), or None when none of them has it."""
-    if not rows or not _has_dup_column(db):
+def _dup_flags(db: sqlite3.Connection, rows: list[tuple], has_column: bool = True) -> list[bool] | None:
+    """The DUP flag of each row (rows in id order), or None when none of them has it (or the
+    file has no dup column: has_column, from _has_dup_column once per read)."""
+    if not rows or not has_column:
         return None
     lo, hi = rows[0][0], rows[-1][0]
     flagged = {r[0] for r in db.execute("SELECT id FROM events WHERE dup = 1 AND id BETWEEN ? AND ?", (lo, hi))}
@@ -901,8 +902,9 @@ class HistoryReader:
                 lo = max(lo, hi - limit + 1)
             cur = db.execute(f"SELECT {_ROW_SELECT} FROM events WHERE id BETWEEN ? AND ? ORDER BY id", (lo, hi))
             try:
+                has_dup = _has_dup_column(db)
                 while rows := cur.fetchmany(chunk):
-                    yield columns_from_rows(rows, dup=_dup_flags(db, rows))
+                    yield columns_from_rows(rows, dup=_dup_flags(db, rows, has_dup))
             finally:
                 cur.close()
         except sqlite3.Error as exc:
@@ -929,6 +931,7 @@ class HistoryReader:
             if top is None:
                 return
             before, left, size = top + 1, limit, max(1, min(first, limit))
+            has_dup = _has_dup_column(db)  # a file from before the flag has none to read
             while left > 0:
                 rows = db.execute(
                     f"SELECT {_ROW_SELECT} FROM events WHERE id < ? ORDER BY id DESC LIMIT ?", (before, min(size, left))
@@ -938,7 +941,7 @@ class HistoryReader:
                 left -= len(rows)
                 before = rows[-1][0]
                 rows.reverse()
-                yield columns_from_rows(rows, dup=_dup_flags(db, rows))
+                yield columns_from_rows(rows, dup=_dup_flags(db, rows, has_dup))
                 size = chunk
         except sqlite3.Error as exc:
             raise _error(exc, self.path, "read") from exc

@@ -37,8 +37,21 @@ log = logging.getLogger(__name__)
 # (the uplink table shows them at most every ANNOUNCE_INTERVAL: each insert repaints it).
 BATCH_INTERVAL_MS = 50
 RESTARTS_PER_MINUTE = 3  # an engine lost more often than this is not started again
-# Replayed history reaches the owner one batch (20,000 rows, app/history.py) a tick: ~400k rows/s.
+# Replayed history reaches the owner one batch a tick, of at most HISTORY_ROWS_PER_TICK rows (the
+# engine's 20,000-row batches are cut, newest part first): putting 10,000 rows above a million
+# costs the GUI thread ~20 ms (most of it moving the columns' memory), a whole batch ~35 ms.
 HISTORY_BATCHES_PER_TICK = 1
+HISTORY_ROWS_PER_TICK = 10_000
+
+
+def _cut_newest_first(batch: dict, rows: int) -> list[dict]:
+    """A column batch (rows oldest first) as batches of at most `rows` rows, the newest first."""
+    n = len(batch["ts"])
+    out = []
+    for hi in range(n, 0, -rows):
+        lo = max(0, hi - rows)
+        out.append({name: col[lo:hi] for name, col in batch.items()})
+    return out
 
 
 class SessionBridge(QObject):
@@ -110,6 +123,11 @@ class SessionBridge(QObject):
             # A bounded slice a tick: a million rows of history never make one long GUI turn.
             items = self.history_buffer.drain(HISTORY_BATCHES_PER_TICK)
             batches = [b for b in items if b is not None]
+            if batches and len(batches[-1]["ts"]) > HISTORY_ROWS_PER_TICK:
+                # The newest part now, the older parts next (each older than what came before).
+                newest, *older = _cut_newest_first(batches[-1], HISTORY_ROWS_PER_TICK)
+                batches[-1] = newest
+                self.history_buffer.push_front(older)
             if batches:
                 self.history_arrived.emit(batches)
             if len(batches) < len(items):

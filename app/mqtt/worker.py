@@ -34,6 +34,10 @@ class MessageBuffer:
         self._items.extend(items)
         self.total += len(items)
 
+    def push_front(self, items: list) -> None:
+        """Puts items back before the rest, in their order (the consumer's own, from its thread)."""
+        self._items.extendleft(reversed(items))
+
     def drain(self, limit: int | None = None) -> list:
         items = self._items
         n = len(items) if limit is None else min(limit, len(items))
