@@ -194,6 +194,8 @@ class PlatformWorkspace(QWidget):
         self._history_loaded += sum(len(b["ts"]) for b in batches)
         if not batches and len(self.store) >= self.store.max_rows:
             self._history_expected = self._history_loaded  # the table is full: no more of it fits
+        if batches:
+            self._update_count()
         if self.history_loading and not first:
             return  # counted in order once the replay is over (history_finished): not twice
         # The newest rows' devices show at once (out of order, so counted again at the end).

@@ -144,6 +144,7 @@ class UplinkTableModel(QAbstractTableModel):
         self.first_row_at: float | None = None
         self.last_row_at: float | None = None
         self.rows_shown_total = 0  # rows that reached the model (for the smoke test)
+        self.history_rows_shown = 0  # rows of a replayed history put above them (prepend_history)
         self._icons = {k: _kind_icon(c) for k, c in KIND_COLORS.items()}
         self.error_background = QBrush(QColor(207, 34, 46, 28))
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
@@ -397,7 +398,7 @@ class UplinkTableModel(QAbstractTableModel):
             taken.append(b if k == n else {name: col[n - k :] for name, col in b.items()})
             lo, hi = store.base, store.base + k
             self.repeats[0:0] = self._repeat_pass(lo, hi, {})
-            self.rows_shown_total += k
+            self.history_rows_shown += k  # not in rows_shown_total: the rows that arrive now (msg/s)
             skip = len(self.older_order)
             if self.visible is None:
                 self.beginInsertRows(QModelIndex(), skip, skip + k - 1)
