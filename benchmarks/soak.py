@@ -395,6 +395,7 @@ def draw(samples: list[dict], path: Path, info: dict, app) -> Path | None:
     retention_min = info["retention_at_s"] / 60 if info.get("retention_at_s") is not None else None
     for i, (title, series) in enumerate(charts):
         plot = layout.addPlot(row=i, col=0, title=title)
+        plot.getAxis("left").setWidth(56)  # room for "1500": offscreen, pyqtgraph hides labels that do not fit
         plot.showGrid(x=True, y=True, alpha=0.3)
         plot.addLegend(offset=(-10, 5))
         for label, key, color in series:
@@ -413,6 +414,20 @@ def draw(samples: list[dict], path: Path, info: dict, app) -> Path | None:
     exporter.export(str(path))
     layout.close()
     return path
+
+
+def chart_from(csv_path: Path) -> int:
+    """Draws soak.png again beside a soak.csv (the run's samples), e.g. after a change to draw()."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    with open(csv_path, newline="") as f:
+        samples = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    reached = next((s["t_s"] for s in samples if s["retention_reached"]), None)
+    app = QApplication.instance() or QApplication(["soak-chart"])
+    out = draw(samples, csv_path.with_name("soak.png"), {"retention_at_s": reached}, app)
+    print(f"chart: {out}")
+    return 0 if out else 1
 
 
 def _median(rows: list[dict], key: str) -> float:
@@ -467,7 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         help="trace Python allocations (slower): print what grew after retention was reached",
     )
     ap.add_argument("--out", default=None, help="folder for soak.csv and soak.png (default: a temp dir)")
+    ap.add_argument("--chart-from", default=None, help="only draw soak.png (beside it) from a soak.csv written before")
     args = ap.parse_args(argv)
+    if args.chart_from:
+        return chart_from(Path(args.chart_from))
     if args.minutes <= 0 or args.rate <= 0 or args.interval <= 0:
         ap.error("--minutes, --rate and --interval must be more than 0")
     work = Path(tempfile.mkdtemp(prefix="uplink-soak-"))
