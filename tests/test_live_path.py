@@ -339,13 +339,13 @@ def test_history_thread_survives_a_writer_that_raises_and_never_blocks_the_strea
     calls = {"n": 0}
     release = threading.Event()
 
-    def append(self, rows, raws=None):
+    def append(self, rows, raws=None, dup_ids=None):
         calls["n"] += 1
         if calls["n"] == 2:
             raise OverflowError("Python int too large to convert to SQLite INTEGER")
         if calls["n"] >= 4:
             release.wait(30)  # stuck
-        return real_append(self, rows, raws)
+        return real_append(self, rows, raws, dup_ids)
 
     monkeypatch.setattr(HistoryWriter, "append", append)
     monkeypatch.setattr(process, "HISTORY_BACKLOG_ROWS", 50)
