@@ -51,20 +51,16 @@ def history_name_for_profile(profile_id: str) -> str:
 
 
 def _preload_pages() -> None:
-    import importlib
-
-    for name in (
-        "ui.workspace.platform_workspace",
-        "ui.workspace.charts",
-        "ui.workspace.details_pane",
-        "ui.workspace.devices_view",
-        "ui.downlink.downlinks_view",
-        "ui.downlink.composer",
-    ):
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - imported again (and reported) when the page needs it
-            log.debug("preloading %s failed", name, exc_info=True)
+    # Plain imports (a packaged build sees them): the modules a connection page builds on.
+    try:
+        import ui.downlink.composer
+        import ui.downlink.downlinks_view
+        import ui.workspace.charts
+        import ui.workspace.details_pane
+        import ui.workspace.devices_view
+        import ui.workspace.platform_workspace  # noqa: F401
+    except Exception:  # noqa: BLE001 - imported again (and reported) when a page needs them
+        log.debug("preloading the connection page's modules failed", exc_info=True)
 
 
 class MainWindow(QMainWindow):
