@@ -320,6 +320,24 @@ class Filter:
         return not (self.device or self.kinds or self.f_port is not None or self.gateway or self.text)
 
 
+def _batch_rows(batch: dict) -> int:
+    """The rows in a column batch; ValueError with a sentence when a column is missing or of
+    another length."""
+    try:
+        n = len(batch["ts"])
+        for name in (*ROW_FIELDS, "device_key"):
+            if len(batch[name]) != n:
+                raise ValueError(f"its {name} column has {len(batch[name]):,} values, not {n:,}")
+        for name in FLAG_COLS:
+            flags = batch.get(name)
+            if flags is not None and len(flags) != n:
+                raise ValueError(f"its {name} column has {len(flags):,} values, not {n:,}")
+    except (KeyError, TypeError, ValueError) as exc:
+        what = f"it has no {exc.args[0]} column" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(f"A batch of rows could not be added to the table: {what}.") from None
+    return n
+
+
 class EventStore:
     def __init__(self, max_rows: int = 1_000_000, trim_chunk: int | None = None) -> None:
         self.max_rows = max_rows
@@ -357,18 +375,7 @@ class EventStore:
         Qt model can announce it. A flag column (FLAG_COLS) the batch does not have is all 0."""
         if not batch:
             return 0
-        try:
-            n = len(batch["ts"])
-            for name in (*ROW_FIELDS, "device_key"):
-                if len(batch[name]) != n:
-                    raise ValueError(f"its {name} column has {len(batch[name]):,} values, not {n:,}")
-            for name in FLAG_COLS:
-                flags = batch.get(name)
-                if flags is not None and len(flags) != n:
-                    raise ValueError(f"its {name} column has {len(flags):,} values, not {n:,}")
-        except (KeyError, TypeError, ValueError) as exc:
-            what = f"it has no {exc.args[0]} column" if isinstance(exc, KeyError) else str(exc)
-            raise ValueError(f"A batch of rows could not be added to the table: {what}.") from None
+        n = _batch_rows(batch)
         c = self.cols
         setdefault = self._intern.setdefault
         start = self.end
@@ -423,18 +430,7 @@ class EventStore:
         as append_columns does, and nothing changes."""
         if not batch:
             return 0
-        try:
-            n = len(batch["ts"])
-            for name in (*ROW_FIELDS, "device_key"):
-                if len(batch[name]) != n:
-                    raise ValueError(f"its {name} column has {len(batch[name]):,} values, not {n:,}")
-            for name in FLAG_COLS:
-                flags = batch.get(name)
-                if flags is not None and len(flags) != n:
-                    raise ValueError(f"its {name} column has {len(flags):,} values, not {n:,}")
-        except (KeyError, TypeError, ValueError) as exc:
-            what = f"it has no {exc.args[0]} column" if isinstance(exc, KeyError) else str(exc)
-            raise ValueError(f"A batch of rows could not be added to the table: {what}.") from None
+        n = _batch_rows(batch)
         k = min(n, self.max_rows - len(self), self.base)
         if k <= 0:
             return 0
