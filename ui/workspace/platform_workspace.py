@@ -176,16 +176,19 @@ class PlatformWorkspace(QWidget):
     # ----- history replayed newest first (reopening a connection)
     def begin_history(self, rows: int) -> None:
         """A replay of up to `rows` rows of history starts (prepend_history, then history_finished)."""
-        if rows > 0:
-            self.model.reserve_history(rows)
-            self.history_loading = True
-            self._history_loaded = 0
-            try:  # for the count line: how many rows the replay brings (the meta row count: no scan)
-                stored = self.history.count() if self.history is not None else rows
-            except Exception:  # noqa: BLE001 - the count line only
-                stored = rows
-            self._history_expected = min(rows, stored)
-            self._update_count()
+        if rows <= 0:
+            return
+        try:  # how many rows the replay brings (the meta row count: no scan)
+            stored = self.history.count() if self.history is not None else rows
+        except Exception:  # noqa: BLE001 - then the replay says itself
+            stored = rows
+        if not stored:
+            return  # a new connection (the demo's, say): nothing to load, nothing to say
+        self.model.reserve_history(rows)
+        self.history_loading = True
+        self._history_loaded = 0
+        self._history_expected = min(rows, stored)
+        self._update_count()
 
     def prepend_history(self, batches: list[dict]) -> None:
         """Replayed rows, older than every row shown, above them."""
