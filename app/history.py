@@ -2,9 +2,11 @@
 
 The engine process appends each batch of event rows (`HistoryWriter.append`, one transaction per
 batch, one prepared INSERT run by executemany); the GUI process reads the same file through a
-read-only connection (`HistoryReader`): the newest rows at start-up (`load_recent`, as column
-batches for `EventStore.append_columns`), searches over the whole history, and the raw message of
-one row for the details pane. WAL journaling lets the reader read while the writer appends.
+read-only connection (`HistoryReader`): the newest rows when a connection opens
+(`load_newest_first`, read in the engine process, newest batch first, as column batches the
+window puts above its rows; `load_recent` reads them oldest first), searches over the whole
+history, and the raw message of one row for the details pane. WAL journaling lets the reader
+read while the writer appends.
 
 One table, `events`: a column per `app.store.ROW_FIELDS` (id is the rowid, so ids are in
 arrival order), then what the in-memory row does not keep: the platform's received_at text,

@@ -79,7 +79,7 @@ class SessionBridge(QObject):
         self.id_floor = None
         self.buffer = MessageBuffer()
         # The owner puts history_arrived batches above its rows: then the engine replays the
-        # history newest first beside the live session (else oldest first, before it).
+        # history newest first beside the live session (else there is no replay).
         self.history_newest_first = False
         self.history_buffer = MessageBuffer()
         self.history_loading = False  # a replay is under way (history_finished not emitted yet)
@@ -226,6 +226,8 @@ class SessionBridge(QObject):
         if platform is not None and history_rows and self.history_newest_first:
             on_history = self.history_buffer.push
             self.history_loading = True
+        else:
+            history_rows = 0  # an owner that does not take history_arrived gets no replay
 
         def on_notice(key: str, text) -> None:
             # A session being replaced (its history draining) must not speak for the new one.

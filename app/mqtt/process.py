@@ -466,19 +466,6 @@ async def _serve(conn) -> None:
             log.error("history could not be loaded", exc_info=exc)
             send(("notice", sid, "history-read", f"The history of this connection could not be read ({exc!r})."))
 
-    def load_history(sid: int, name: str, limit: int) -> None:
-        from app.history import HistoryReader, history_path
-
-        try:
-            reader = HistoryReader(history_path(name))
-            try:
-                for batch in reader.load_recent(limit):
-                    send(("batch", sid, batch))
-            finally:
-                reader.close()
-        except Exception as exc:  # noqa: BLE001 - one sentence for the window
-            history_failed(sid, exc)
-
     # Newest-first replays in progress: session id -> (the reader's batches, an event set to stop).
     replays: dict[int, tuple] = {}
 
@@ -528,10 +515,10 @@ async def _serve(conn) -> None:
     ) -> None:
         """first_id: the lowest history id this session may hand out (the window already holds
         rows up to it, e.g. from an engine that was replaced before its history caught up).
-        newest_first: the history is replayed as "history" messages, newest batch first, and the
-        live session starts right after the first one (the window puts replayed rows above its
-        rows, so live rows and older history never need to interleave); else as "batch"
-        messages, oldest first, before the live session starts."""
+        newest_first: the history (up to history_rows) is replayed as "history" messages, newest
+        batch first, and the live session starts right after the first one (the window puts
+        replayed rows above its rows, so live rows and older history never need to interleave);
+        without it nothing is replayed."""
         history = None
         if platform_name and history_name:
             previous = histories.get(history_name)
@@ -546,8 +533,6 @@ async def _serve(conn) -> None:
                     loop.run_in_executor(None, replay_rest, sid)
                 else:
                     send(("history", sid, None))  # nothing (more) to replay
-            elif history_rows:
-                await loop.run_in_executor(None, load_history, sid, history_name, history_rows)
             if previous is not None and previous.thread.is_alive():
                 send(
                     (
@@ -948,13 +933,12 @@ class ProcessSession:
         first_id: int = 0,
         on_history: Callable[[dict], None] | None = None,
     ) -> None:
-        """history_name: keep every event in that profile's SQLite history (platform sessions),
-        first sending up to history_rows of its newest rows as batches: without on_history to
-        on_batch, oldest first, before the live session starts; with on_history to it, newest
-        batch first (the first holds the newest 2,000 rows, each later one the rows just older
-        than the one before), the live session starting right after the first: the newest rows
-        show at once and a million rows of history never hold the live rows back. on_history
-        gets None once the replay is over (complete, stopped or failed)."""
+        """history_name: keep every event in that profile's SQLite history (platform sessions).
+        on_history (with history_rows): first up to history_rows of its newest rows go there as
+        column batches, newest batch first (the first holds the newest 2,000 rows, each later one
+        the rows just older than the one before), the live session starting right after the
+        first: the newest rows show at once and a million rows of history never hold the live
+        rows back. on_history gets None once the replay is over (complete, stopped or failed)."""
         self.engine = engine
         self.config = config
         self.platform = platform
