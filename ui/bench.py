@@ -30,6 +30,20 @@ DEVICES = 50
 FLOOD_NICENESS = 10
 
 
+def local_tts(port: int):
+    """(profile, connection) of a TTS connection to the benchmark's own mosquitto on port."""
+    from app import platforms
+    from app.mqtt.config import Transport
+    from app.simulate import tts as simulate
+
+    tts = platforms.get("tts")
+    profile = tts.validate({"app": simulate.APP_ID, "tenant": simulate.TENANT, "password": "NNSXS.bench"})
+    config = tts.connection(profile).replace(
+        host="127.0.0.1", port=port, transport=Transport.TCP, username=None, password=None
+    )
+    return profile, config
+
+
 def write_flood_files(directory: Path, n: int, devices: int) -> list[tuple[str, Path]]:
     """One file of message lines per device topic, for parallel `mosquitto_pub -l`."""
     from app.simulate import tts as simulate
@@ -151,7 +165,6 @@ def run_window(port: int, args, files) -> dict:
     from PySide6.QtWidgets import QApplication
 
     from app import platforms
-    from app.mqtt.config import Transport
     from app.simulate import tts as simulate
     from app.store import Filter, columns_from_rows, event_row
     from ui.application import Heartbeat, rss_mb
@@ -163,11 +176,8 @@ def run_window(port: int, args, files) -> dict:
     window = MainWindow(max_rows=args.retained)
     window.resize(1400, 900)
     window.show()
+    profile, config = local_tts(port)
     tts = platforms.get("tts")
-    profile = tts.validate({"app": simulate.APP_ID, "tenant": simulate.TENANT, "password": "NNSXS.bench"})
-    config = tts.connection(profile).replace(
-        host="127.0.0.1", port=port, transport=Transport.TCP, username=None, password=None
-    )
     out: dict = {}
 
     async def scenario() -> None:
@@ -338,10 +348,7 @@ def bench_search(argv: list[str]) -> int:
     import qasync
     from PySide6.QtWidgets import QApplication
 
-    from app import platforms
     from app.devbroker import Mosquitto
-    from app.mqtt.config import Transport
-    from app.simulate import tts as simulate
     from app.store import Filter
     from ui.application import Heartbeat, rss_mb
     from ui.main_window import MainWindow
@@ -356,11 +363,7 @@ def bench_search(argv: list[str]) -> int:
         window = MainWindow(max_rows=args.rows)
         window.resize(1400, 900)
         window.show()
-        tts = platforms.get("tts")
-        profile = tts.validate({"app": simulate.APP_ID, "tenant": simulate.TENANT, "password": "NNSXS.bench"})
-        config = tts.connection(profile).replace(
-            host="127.0.0.1", port=port, transport=Transport.TCP, username=None, password=None
-        )
+        profile, config = local_tts(port)
         window.connect_platform("tts", profile, config)
         while window.workspace is None:
             await asyncio.sleep(0.05)

@@ -95,12 +95,10 @@ def bare_read(path: Path, limit: int) -> float:
 
 def measure(port: int, replay_rows: int, table_rows: int, newest_id: int, timeout: float) -> dict:
     import qasync
-    from PySide6.QtCore import Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app import platforms
-    from app.mqtt.config import Transport
-    from app.simulate import tts as simulate
+    from ui.application import Heartbeat
+    from ui.bench import local_tts
     from ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(["uplink-console-reopen"])
@@ -109,29 +107,12 @@ def measure(port: int, replay_rows: int, table_rows: int, newest_id: int, timeou
     window = MainWindow(max_rows=table_rows)
     window.resize(1400, 900)
     window.show()
-    tts = platforms.get("tts")
-    profile = tts.validate({"app": simulate.APP_ID, "tenant": simulate.TENANT, "password": "NNSXS.bench"})
-    config = tts.connection(profile).replace(
-        host="127.0.0.1", port=port, transport=Transport.TCP, username=None, password=None
-    )
+    profile, config = local_tts(port)
     out: dict = {}
-    lateness: list[float] = []
-    beat = {"last": time.monotonic()}
-
-    def on_beat() -> None:
-        now = time.monotonic()
-        lateness.append(max(0.0, (now - beat["last"] - 0.010) * 1000))
-        beat["last"] = now
-
-    heartbeat = QTimer()
-    heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
-    heartbeat.setInterval(10)
-    heartbeat.timeout.connect(on_beat)
 
     async def scenario() -> None:
         await asyncio.sleep(0.5)  # the window is up and idle
-        heartbeat.start()
-        beat["last"] = time.monotonic()
+        heartbeat = Heartbeat()
         t0 = time.monotonic()
         page = window.connect_platform("tts", profile, config, history_name=HISTORY_NAME)
         ws = page.workspace
@@ -153,7 +134,7 @@ def measure(port: int, replay_rows: int, table_rows: int, newest_id: int, timeou
                 break
             await asyncio.sleep(0.005)
         done = time.monotonic()
-        heartbeat.stop()
+        heartbeat.timer.stop()
         out.update(
             first_rows_ms=_ms(first, t0),
             newest_ms=_ms(newest, t0),
@@ -162,9 +143,8 @@ def measure(port: int, replay_rows: int, table_rows: int, newest_id: int, timeou
             live_ms=_ms(live, t0),
             shown=ws.model.rowCount(),
         )
-        values = sorted(lateness)
-        out["stall_max_ms"] = values[-1] if values else 0.0
-        out["stall_p99_ms"] = values[min(len(values) - 1, int(len(values) * 0.99))] if values else 0.0
+        out["stall_max_ms"] = max(heartbeat.lateness_ms, default=0.0)
+        out["stall_p99_ms"] = heartbeat.p99()
         window.close()
 
     loop.run_until_complete(scenario())
@@ -176,32 +156,19 @@ def measure_bridge(port: int, replay_rows: int, newest_id: int, timeout: float) 
     history_newest_first): when the newest rows arrive, when all have, when the live session is
     up, and the heartbeat meanwhile (the bridge's own work only: the table's prepend is not in it)."""
     import qasync
-    from PySide6.QtCore import Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app import platforms
-    from app.mqtt.config import Transport
-    from app.simulate import tts as simulate
+    from ui.application import Heartbeat
+    from ui.bench import local_tts
     from ui.bridge import SessionBridge
 
     app = QApplication.instance() or QApplication(["uplink-console-reopen"])
     loop = qasync.QSelectorEventLoop(app)
     asyncio.set_event_loop(loop)
-    tts = platforms.get("tts")
-    profile = tts.validate({"app": simulate.APP_ID, "tenant": simulate.TENANT, "password": "NNSXS.bench"})
-    config = tts.connection(profile).replace(
-        host="127.0.0.1", port=port, transport=Transport.TCP, username=None, password=None
-    )
+    profile, config = local_tts(port)
     bridge = SessionBridge()
     bridge.history_newest_first = True
     got = {"rows": 0, "newest": None, "live": None}
-    lateness: list[float] = []
-    beat = {"last": time.monotonic()}
-
-    def on_beat() -> None:
-        now = time.monotonic()
-        lateness.append(max(0.0, (now - beat["last"] - 0.010) * 1000))
-        beat["last"] = now
 
     def on_history(batches) -> None:
         for b in batches:
@@ -210,16 +177,12 @@ def measure_bridge(port: int, replay_rows: int, newest_id: int, timeout: float) 
                 got["newest"] = time.monotonic()
 
     bridge.history_arrived.connect(on_history)
-    heartbeat = QTimer()
-    heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
-    heartbeat.setInterval(10)
-    heartbeat.timeout.connect(on_beat)
     out: dict = {}
 
     async def scenario() -> None:
         await asyncio.sleep(0.5)
-        heartbeat.start()
-        beat["last"] = t0 = time.monotonic()
+        heartbeat = Heartbeat()
+        t0 = time.monotonic()
         task = asyncio.ensure_future(bridge.connect_to(config, "tts", profile, HISTORY_NAME, replay_rows))
         deadline = t0 + timeout
         while time.monotonic() < deadline:
@@ -229,18 +192,17 @@ def measure_bridge(port: int, replay_rows: int, newest_id: int, timeout: float) 
                 break
             await asyncio.sleep(0.005)
         done = time.monotonic()
-        heartbeat.stop()
+        heartbeat.timer.stop()
         await task
         await bridge.disconnect_from()
-        values = sorted(lateness)
         out.update(
             first_rows_ms=_ms(got["newest"], t0),
             newest_ms=_ms(got["newest"], t0),
             all_s=(done - t0) if got["rows"] >= replay_rows else float("nan"),
             live_ms=_ms(got["live"], t0),
             shown=got["rows"],
-            stall_max_ms=values[-1] if values else 0.0,
-            stall_p99_ms=values[min(len(values) - 1, int(len(values) * 0.99))] if values else 0.0,
+            stall_max_ms=max(heartbeat.lateness_ms, default=0.0),
+            stall_p99_ms=heartbeat.p99(),
         )
 
     try:
