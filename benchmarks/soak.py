@@ -491,15 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="uplink-soak-"))
     args.out = args.out or str(work)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    for var, sub in (
-        ("UPLINK_CONSOLE_DATA_DIR", "data"),
-        ("UPLINK_CONSOLE_CONFIG_DIR", "config"),
-        ("UPLINK_CONSOLE_LOG_DIR", "log"),
-    ):
-        os.environ[var] = str(work / sub)
-    os.environ["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
-    os.environ["KEYRING_PROPERTY_FILE_PATH"] = str(work / "keyring.cfg")
+    from ui.bench import isolate
+
+    isolate(work)
     gc.collect()
     if args.trace_memory:
         tracemalloc.start(4)

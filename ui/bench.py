@@ -30,6 +30,20 @@ DEVICES = 50
 FLOOD_NICENESS = 10
 
 
+def isolate(work: Path) -> None:
+    """A benchmark's own world under `work`: offscreen Qt (unless chosen), data, config and log
+    folders, and a file keyring, so nothing of the user's is read or written."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    for var, sub in (
+        ("UPLINK_CONSOLE_DATA_DIR", "data"),
+        ("UPLINK_CONSOLE_CONFIG_DIR", "config"),
+        ("UPLINK_CONSOLE_LOG_DIR", "log"),
+    ):
+        os.environ[var] = str(work / sub)
+    os.environ["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
+    os.environ["KEYRING_PROPERTY_FILE_PATH"] = str(work / "keyring.cfg")
+
+
 def local_tts(port: int):
     """(profile, connection) of a TTS connection to the benchmark's own mosquitto on port."""
     from app import platforms

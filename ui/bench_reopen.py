@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import sys
 import tempfile
@@ -261,15 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="uplink-reopen-"))
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    for var, sub in (
-        ("UPLINK_CONSOLE_DATA_DIR", "data"),
-        ("UPLINK_CONSOLE_CONFIG_DIR", "config"),
-        ("UPLINK_CONSOLE_LOG_DIR", "log"),
-    ):
-        os.environ[var] = str(work / sub)
-    os.environ["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
-    os.environ["KEYRING_PROPERTY_FILE_PATH"] = str(work / "keyring.cfg")
+    from ui.bench import isolate
+
+    isolate(work)
 
     from app.devbroker import Mosquitto
     from app.history import HistoryReader, history_path
