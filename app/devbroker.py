@@ -8,6 +8,7 @@ import datetime as dt
 import ipaddress
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -26,10 +27,51 @@ class BrokerUnavailable(RuntimeError):
     pass
 
 
-def free_port() -> int:
+class _PortTaken(BrokerUnavailable):
+    """mosquitto could not bind one of its ports (taken after it was picked)."""
+
+
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the system gives outgoing connections (Linux; the usual range elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on, below the system's range for outgoing connections:
+    a port picked from that range can be taken, between the pick and the broker's bind (or while
+    a broker restarts), as the local port of some client's connection. Never the same port twice
+    in one process."""
+    low, _high = _ephemeral_range()
+    if low > 12000:
+        rnd = random.SystemRandom()
+        for _ in range(200):
+            port = rnd.randrange(10000, low)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
+    while True:  # a system whose outgoing range starts low: any free port
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def find_mosquitto() -> str:
@@ -218,6 +260,7 @@ class Mosquitto:
         self.pki = pki if pki is not None or not full else generate_pki(self.dir / "pki")
         self.ports = Ports(*(free_port() for _ in range(7)))
         self.proc: subprocess.Popen | None = None
+        self._started = False  # once it ran, its ports stay (clients reconnect to them)
         self.conf = self.dir / "mosquitto.conf"
         self.log = self.dir / "mosquitto.log"
         self._write_config()
@@ -279,20 +322,49 @@ class Mosquitto:
         self.conf.write_text("\n".join(lines) + "\n")
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
+        """Starts mosquitto and waits for its listeners. A first start that finds a port taken
+        meanwhile moves to other free ports; a restart keeps its ports (clients know them) and
+        tries again for a few seconds."""
         if self.proc is not None and self.proc.poll() is None:
             return self
+        first = not self._started
+        for attempt in range(5):
+            try:
+                return self._start_once(timeout)
+            except _PortTaken:
+                if attempt == 4:
+                    raise
+                if first:
+                    self.ports = Ports(*(free_port() for _ in range(7)))
+                    self._write_config()
+                else:
+                    time.sleep(1.0)
+        return self
+
+    def _start_once(self, timeout: float) -> Mosquitto:
         logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
+        seen = logf.tell()  # what this start writes comes after
         self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=logf, stderr=logf)
+        logf.close()  # the process has its own copy
         if self.niceness:
             lower_priority(self.proc.pid, self.niceness)
         deadline = time.monotonic() + timeout
         ports = [self.ports.plain] + ([self.ports.auth, self.ports.tls, self.ports.ws] if self.full else [])
+        opened = False
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BrokerUnavailable(f"mosquitto exited at start: {self.log.read_text()[-2000:]}")
-            if all(_port_open(port) for port in ports):
+                self.proc = None
+                with open(self.log, "rb") as f:
+                    f.seek(seen)
+                    tail = f.read().decode(errors="replace")[-2000:]
+                if "Address already in use" in tail or "Unable to create" in tail:
+                    raise _PortTaken(f"mosquitto found a port taken: {tail}")
+                raise BrokerUnavailable(f"mosquitto exited at start: {tail}")
+            if opened:  # still running a moment after: the listeners are its own, not another's
+                self._started = True
                 return self
-            time.sleep(0.05)
+            opened = all(_port_open(port) for port in ports)
+            time.sleep(0.1 if opened else 0.05)
         raise BrokerUnavailable(f"mosquitto did not open its ports: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:

@@ -269,3 +269,42 @@ def test_the_demo_lives_under_the_data_dir_apart_from_the_users_files(tmp_path, 
 
     monkeypatch.setenv("UPLINK_CONSOLE_DATA_DIR", str(tmp_path / "data"))
     assert demo_dir() == data_dir() / "demo"
+
+
+# ----- the local mosquitto's ports ----------------------------------------------------------
+
+
+def test_free_ports_are_below_the_range_of_outgoing_connections_and_never_repeat():
+    from app import devbroker
+
+    low, _high = devbroker._ephemeral_range()
+    ports = [devbroker.free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    if low > 12000:
+        assert all(10000 <= p < low for p in ports), ports
+
+
+def test_a_port_taken_before_the_first_start_moves_the_broker_to_free_ones(tmp_path):
+    import socket
+
+    from app.devbroker import Mosquitto
+    from tests.test_session import publish_with_paho
+
+    broker = Mosquitto(tmp_path / "b", full=False)
+    taken = broker.ports.plain
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", taken))
+    squatter.listen()
+    try:
+        broker.start()
+        try:
+            assert broker.ports.plain != taken
+            assert f"listener {broker.ports.plain} 127.0.0.1" in broker.conf.read_text()
+            publish_with_paho(broker.ports.plain, "t/moved", [b"reached"])  # it listens there
+            first = broker.ports
+            broker.restart()
+            assert broker.ports == first, "a restart keeps the ports its clients know"
+        finally:
+            broker.stop()
+    finally:
+        squatter.close()
