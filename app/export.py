@@ -109,16 +109,17 @@ def batch_size(total: int) -> int:
 def take_rows(store, positions: Sequence[int]) -> RowBatch:
     """Copies the values at absolute `positions` (one batch; call it where the store is written).
 
-    Positions below `store.base` (trimmed) or past its end are left out. Works on anything with
-    the EventStore reading interface (`cols`, `base`).
+    Positions below `store.base` (trimmed, or not there yet) or past its end are left out. Works
+    on anything with the EventStore reading interface (`cols`, `base`, and `room` when it has one).
     """
     cols = store.cols
-    base = store.base
+    room = getattr(store, "room", 0)
+    zero = store.base - room
     length = len(cols["ts"])
     requested = len(positions)
-    rel = [p - base for p in positions]
-    if rel and (min(rel) < 0 or max(rel) >= length):
-        rel = [i for i in rel if 0 <= i < length]
+    rel = [p - zero for p in positions]
+    if rel and (min(rel) < room or max(rel) >= length):
+        rel = [i for i in rel if room <= i < length]
     if not rel:
         return RowBatch(requested, {name: () for name in _NEEDED})
     lo = min(rel)

@@ -313,7 +313,7 @@ class SearchIndex:
     def _make_piece(self, lo: int, hi: int) -> Piece:
         store = self.store
         c = store.cols
-        i0, i1 = lo - store.base, hi - store.base
+        i0, i1 = lo - store.zero, hi - store.zero
         texts = list(map(row_text, c["decoded"][i0:i1], c["payload"][i0:i1], c["error"][i0:i1]))
         buf = b"".join(texts)
         ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))

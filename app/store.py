@@ -62,6 +62,15 @@ INTERNED = ("platform", "kind", "application_id", "device_id", "dev_eui", "dev_a
 # file written before a flag existed must stay readable. A batch without a flag's column means 0.
 #   dup: the broker delivered the message with the MQTT DUP flag (a QoS 1/2 redelivery).
 FLAG_COLS = ("dup",)
+# Slots set aside at the front of the columns for a replayed history (EventStore.reserve_below).
+# Moving a column of a million rows costs milliseconds, and the window's process does it several
+# times slower than a quiet one; so the slots for a long replay are allocated once, by a thread,
+# into new columns the store takes over when they are ready (_RoomBuilder); a short replay's are
+# allocated at once. ROOM_SPARE more slots take the rows that arrive while the thread works.
+ROOM_BUILD_MIN = 65_536  # fewer expected rows: slots allocated at once, in the first prepend
+ROOM_SPARE = 131_072
+ROOM_BUILD_STEP = 65_536  # slots a column grows by at a time in the thread (short holds of the GIL)
+ROOM_BUILD_PAUSE = 0.001  # seconds the thread sleeps after each step of a column
 
 
 _N_FIELDS = len(ROW_FIELDS)
@@ -343,7 +352,13 @@ class EventStore:
         self.max_rows = max_rows
         # Trim in chunks: deleting the front of a column moves the whole column.
         self.trim_chunk = trim_chunk if trim_chunk is not None else max(1, max_rows // 100)
-        self.base = 0  # absolute position of index 0
+        self.base = 0  # absolute position of the oldest row
+        # Slots at the front of every column that hold no row yet (reserve_below): a replayed
+        # history fills them from the top down, in place, instead of moving every column down
+        # for each batch. The column index of position p is p - zero.
+        self.room = 0
+        self._expected = 0  # older rows still to come that slots are set aside for
+        self._room_build: _RoomBuilder | None = None
         self.cols: dict[str, list | array] = {}
         for name in INT_COLS:
             self.cols[name] = array("q")
@@ -358,7 +373,12 @@ class EventStore:
         self.total_appended = 0
 
     def __len__(self) -> int:
-        return len(self.cols["ts"])
+        return len(self.cols["ts"]) - self.room
+
+    @property
+    def zero(self) -> int:
+        """The absolute position of column index 0 (the oldest row's index is room)."""
+        return self.base - self.room
 
     @property
     def end(self) -> int:
@@ -379,7 +399,7 @@ class EventStore:
         c = self.cols
         setdefault = self._intern.setdefault
         start = self.end
-        size = len(self)
+        size = len(c["ts"])
         index = self.device_index
         try:
             for name in INT_COLS:
@@ -416,11 +436,80 @@ class EventStore:
         self.total_appended += n
         return self._trim() if trim else 0
 
-    def reserve_below(self, n: int) -> None:
+    def reserve_below(self, n: int, expected: int | None = None) -> None:
         """An empty store starts its positions at n: room for n older rows prepended later
-        (prepend_columns), so the positions of the rows appended meanwhile never change."""
+        (prepend_columns), so the positions of the rows appended meanwhile never change.
+        Slots are set aside in front of the columns for the `expected` rows (default n) the
+        replay brings, which prepends fill in place instead of moving every column each time:
+        for a long replay, new columns with the slots are built by a thread and taken over at
+        a prepend once ready (until then prepends move the columns, small by then).
+        release_room() gives back what is left."""
         if len(self) == 0 and n > self.base:
+            self.release_room()
             self.base = n
+            self._expected = max(0, min(n if expected is None else expected, n, self.max_rows))
+            if self._expected >= ROOM_BUILD_MIN:
+                layout = [(name, col.typecode if type(col) is array else None) for name, col in self.cols.items()]
+                self._room_build = _RoomBuilder(layout, self._expected + ROOM_SPARE)
+
+    @property
+    def room_building(self) -> bool:
+        """Whether a thread is still building the slots of a replay (reserve_below)."""
+        return self._room_build is not None and not self._room_build.done.is_set()
+
+    def release_room(self) -> None:
+        """Gives back the slots set aside for older rows (one move of every column; nothing when
+        none are left), and stops a thread building them; later prepends move the columns."""
+        self._expected = 0
+        self._stop_room_build()
+        self._drop_slots()
+
+    def end_replay(self) -> None:
+        """The replay is over: no more slots are set aside. What is left of them stays (giving it
+        back moves every column) unless the replay was cut short and left many."""
+        self._expected = 0
+        self._stop_room_build()
+        if self.room > max(ROOM_SPARE, len(self) // 4):
+            self._drop_slots()
+
+    def _drop_slots(self) -> None:
+        if self.room:
+            for col in self.cols.values():
+                del col[: self.room]
+            self.room = 0
+
+    def _stop_room_build(self) -> None:
+        if self._room_build is not None:
+            self._room_build.stop.set()
+            self._room_build = None
+
+    def _take_room(self) -> None:
+        """Takes over the columns the thread built: their slots, then a copy of the columns'
+        contents at their end (same length: nothing moves)."""
+        built = self._room_build
+        self._room_build = None
+        c = self.cols
+        n = len(c["ts"])
+        if built.columns is None or n > built.size:
+            return  # stopped, or too late (more rows came than it has spare slots): moves go on
+        for name, col in c.items():
+            new = built.columns[name]
+            new[built.size - n :] = col
+            c[name] = new
+        self.room += built.size - n
+
+    def _grow_room(self, k: int) -> None:
+        """Slots for the rows still expected, at least k, in front of the columns (a short
+        replay: one move of small columns)."""
+        slots = max(k, self._expected) - self.room
+        if slots <= 0:
+            return
+        for col in self.cols.values():
+            if type(col) is array:
+                col[0:0] = array(col.typecode, bytes(col.itemsize * slots))
+            else:
+                col[0:0] = [None] * slots
+        self.room += slots
 
     def prepend_columns(self, batch: dict) -> int:
         """Puts a batch of rows older than every row held (a history replayed newest batch
@@ -459,8 +548,20 @@ class EventStore:
                 "the table is as it was."
             ) from exc
         c = self.cols
-        for name, values in new.items():
-            c[name][0:0] = values
+        if self._room_build is not None and self._room_build.done.is_set():
+            self._take_room()
+        if k > self.room and self._room_build is None and self._expected > self.room:
+            self._grow_room(k)
+        if k <= self.room:  # into the slots set aside: nothing moves
+            i0, i1 = self.room - k, self.room
+            for name, values in new.items():
+                c[name][i0:i1] = values
+            self.room = i0
+        else:
+            self._drop_slots()
+            for name, values in new.items():
+                c[name][0:0] = values
+        self._expected = max(0, self._expected - k)
         base = self.base - k
         keyed: dict = {}
         for pos, key in zip(count(base), batch["device_key"][cut:]):
@@ -514,7 +615,9 @@ class EventStore:
         if not excess:
             return 0
         for col in self.cols.values():
-            del col[:excess]
+            del col[: self.room + excess]  # the slots left for older rows go too: none fit now
+        self.room = self._expected = 0
+        self._stop_room_build()
         self.base += excess
         for key, positions in list(self.device_index.items()):
             cut = bisect.bisect_left(positions, self.base)
@@ -531,13 +634,15 @@ class EventStore:
 
     def clear(self) -> None:
         self.base = self.end
+        self.room = self._expected = 0
+        self._stop_room_build()
         for col in self.cols.values():
             del col[:]
         self.device_index.clear()
 
     # ----- reading
     def value(self, pos: int, name: str):
-        v = self.cols[name][pos - self.base]
+        v = self.cols[name][pos - self.zero]
         if name in INT_COLS:
             return None if v == NONE_INT else v
         if name in FLOAT_COLS:
@@ -551,14 +656,15 @@ class EventStore:
 
     def columns(self, start: int, stop: int) -> dict:
         """The rows start..stop-1 as a column batch (what append_columns takes, device_key too)."""
-        i0, i1 = max(0, start - self.base), max(0, min(stop, self.end) - self.base)
+        zero = self.zero
+        i0, i1 = max(self.room, start - zero), max(self.room, min(stop, self.end) - zero)
         batch = {name: col[i0:i1] for name, col in self.cols.items()}
         batch["device_key"] = [e or d for e, d in zip(batch["dev_eui"], batch["device_id"], strict=True)]
         return batch
 
     def is_dup(self, pos: int) -> bool:
         """Whether the row's message came with the MQTT DUP flag (a broker redelivery)."""
-        return bool(self.cols["dup"][pos - self.base])
+        return bool(self.cols["dup"][pos - self.zero])
 
     def matching(self, flt: Filter, start: int | None = None, stop: int | None = None) -> array:
         """Absolute positions of the rows that pass flt, in order (only from start on and before
@@ -576,8 +682,9 @@ class EventStore:
                 return cand
             # Few rows: test each candidate.
             keep = self._row_test(flt)
-            return array("q", [p for p in cand if keep(p - self.base)])
-        span = (lo - self.base, hi - self.base)
+            zero = self.zero
+            return array("q", [p for p in cand if keep(p - zero)])
+        span = (lo - self.zero, hi - self.zero)
         masks = self._masks(flt, span)
         if not masks:
             return array("q", range(lo, hi))
@@ -590,7 +697,7 @@ class EventStore:
         """Boolean iterables over the column indexes span (i0, i1), or from i0 to the end, one per
         condition (probe: just say whether any)."""
         c = self.cols
-        i0, i1 = span if isinstance(span, tuple) else (span, len(self))
+        i0, i1 = span if isinstance(span, tuple) else (span, len(c["ts"]))
         out = []
         if flt.kinds:
             out.append(None if probe else map(flt.kinds.__contains__, _part(c["kind"], i0, i1)))
@@ -656,3 +763,37 @@ class EventStore:
 
 def _part(col, i0: int, i1: int):
     return col if i0 == 0 and i1 >= len(col) else col[i0:i1]
+
+
+class _RoomBuilder:
+    """Builds, in a thread, columns of `size` empty slots (zeros, None) of the store's layout,
+    a step at a time: each step holds the GIL for a fraction of a millisecond, so the GUI
+    thread hardly notices. `columns` is set (None when stopped) before `done`."""
+
+    def __init__(self, layout: list[tuple[str, str | None]], size: int) -> None:
+        import threading
+
+        self.size = size
+        self.columns: dict | None = None
+        self.done = threading.Event()
+        self.stop = threading.Event()
+        threading.Thread(target=self._build, args=(layout,), name="store-room", daemon=True).start()
+
+    def _build(self, layout: list[tuple[str, str | None]]) -> None:
+        try:
+            cols = {name: array(code) if code else [] for name, code in layout}
+            left = self.size
+            while left > 0:
+                if self.stop.is_set():
+                    return
+                step = min(left, ROOM_BUILD_STEP)
+                for col in cols.values():
+                    if type(col) is array:
+                        col.frombytes(bytes(col.itemsize * step))
+                    else:
+                        col.extend(repeat(None, step))
+                    time.sleep(ROOM_BUILD_PAUSE)  # the GIL back to the GUI thread, now busy connecting
+                left -= step
+            self.columns = cols
+        finally:
+            self.done.set()

@@ -97,6 +97,137 @@ def test_a_prepend_takes_only_what_fits_and_a_bad_batch_changes_nothing():
     assert (column_values(store), store.base) == before
 
 
+def test_prepends_fill_the_slots_set_aside_without_moving_the_columns():
+    """Prepends after reserve_below set slots aside for the rows the replay brings and fill them
+    in place (the columns keep their length: nothing moves), and every reader sees only rows."""
+    from app.export import take_rows
+
+    rows = rows_in_order(3_000)
+    history, live = rows[:2_500], rows[2_500:]
+    store = EventStore()
+    store.reserve_below(2_500)
+    assert store.room == 0 and len(store) == 0 and store.end == 2_500
+    store.append_columns(columns_from_rows(live))
+    reference = in_order_store(rows)
+    physical = None
+    for i, b in enumerate(newest_first(history, 300, 700)):
+        store.prepend_columns(b)
+        if physical is None:  # the first prepend sets aside slots for every row expected (a small store)
+            physical = len(store.cols["ts"])
+            assert physical == 3_000
+        assert len(store.cols["ts"]) == physical, "filled in place"
+        assert store.room == store.base, "the slots left are those of the rows still to come"
+        assert column_values(store) == [
+            tuple(reference.value(p, name) for name in ROW_FIELDS) for p in range(store.base, store.end)
+        ]
+        flt = Filter(kinds=frozenset({"uplink"}))
+        assert list(store.matching(flt)) == [p for p in reference.matching(flt) if p >= store.base], i
+        part = store.columns(0, store.end)  # from below the oldest row: only rows
+        assert list(part["id"]) == [r[0] for r in rows[store.base :]]
+        picked = take_rows(store, [0, store.base, store.end - 1])  # position 0: not there until the last
+        assert picked.rows == (2 if store.base else 3)
+        assert list(picked.cols["id"] if picked.pick is None else [picked.cols["id"][i] for i in picked.pick])[-2:] == [
+            rows[store.base][0],
+            rows[-1][0],
+        ]
+        assert store.row(store.base) == reference.row(store.base)
+        assert store.is_dup(store.base) == reference.is_dup(store.base)
+    assert store.room == 0 and store.base == 0 and len(store) == 3_000
+
+
+def test_slots_a_replay_did_not_fill_are_given_back_and_trimming_takes_them_first():
+    rows = rows_in_order(2_000)
+    store = EventStore(max_rows=1_500, trim_chunk=100)
+    store.reserve_below(1_000)
+    store.append_columns(columns_from_rows(rows[1_000:1_200]))
+    store.prepend_columns(columns_from_rows(rows[700:1_000]))  # 300 of the 1,000 expected
+    store.release_room()
+    assert store.room == 0 and len(store.cols["ts"]) == len(store) == 500
+    assert [store.value(p, "id") for p in range(store.base, store.end)] == [r[0] for r in rows[700:1_200]]
+    assert store.prepend_columns(columns_from_rows(rows[600:700])) == 100, "an older batch still goes above"
+    # Live rows beyond max_rows while slots are set aside: the trim gives them back too.
+    store = EventStore(max_rows=1_500, trim_chunk=100)
+    store.reserve_below(1_000)
+    store.append_columns(columns_from_rows(rows[1_000:1_100]))
+    store.prepend_columns(columns_from_rows(rows[900:1_000]))
+    trimmed = store.append_columns(columns_from_rows(rows[1_100:2_000]))
+    assert trimmed == 0 and store.room == 900, "rows, not slots, count against max_rows"
+    assert store.prepend_columns(columns_from_rows(rows[300:900])) == 400, "what fits under max_rows"
+    assert len(store) == 1_500 and store.room == 500
+    store.max_rows = 1_300
+    assert store.trim() == 200 and store.room == 0 and len(store.cols["ts"]) == 1_300
+    assert [store.value(p, "id") for p in range(store.base, store.end)] == [r[0] for r in rows[700:2_000]]
+    # More rows than the slots set aside: the rest go above as before (the columns move).
+    store = EventStore()
+    store.reserve_below(1_000, expected=100)
+    store.prepend_columns(columns_from_rows(rows[500:1_000]))
+    assert store.room == 0 and [store.value(p, "id") for p in range(store.base, store.end)] == [
+        r[0] for r in rows[500:1_000]
+    ]
+
+
+def test_a_long_replay_takes_slots_built_by_a_thread_and_then_moves_nothing():
+    import time
+
+    from app import store as store_module
+
+    rows = rows_in_order(2_000)
+    batch = columns_from_rows(rows)
+    ids = [r[0] for r in rows]
+    store = EventStore(max_rows=400_000)
+    store.reserve_below(300_000)
+    assert store.room_building and store.room == 0
+    store.append_columns(columns_from_rows(rows[:50]))
+    assert store.prepend_columns(batch) == 2_000  # before the slots are ready: the columns move
+    deadline = time.monotonic() + 30
+    while store.room_building and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not store.room_building
+    assert store.prepend_columns(batch) == 2_000  # takes the slots over
+    physical = len(store.cols["ts"])
+    assert physical == 300_000 + store_module.ROOM_SPARE
+    assert store.room == physical - len(store)
+    for _ in range(148):
+        assert store.prepend_columns(batch) == 2_000
+        assert len(store.cols["ts"]) == physical, "filled in place"
+    assert store.base == 0 and len(store) == 300_050 and store.room == store_module.ROOM_SPARE - 50
+    assert [store.value(p, "id") for p in range(0, 4_000)] == ids + ids
+    assert [store.value(p, "id") for p in range(store.end - 2_050, store.end)] == ids + ids[:50]
+    assert list(store.columns(0, 2_000)["id"]) == ids
+    store.end_replay()
+    assert store.room == store_module.ROOM_SPARE - 50, "a few slots left over stay (giving them back moves it all)"
+    # A replay cut short leaves many: they are given back.
+    store = EventStore(max_rows=400_000)
+    store.reserve_below(300_000)
+    while store.room_building:
+        time.sleep(0.01)
+    store.prepend_columns(batch)
+    assert store.room > 200_000
+    store.end_replay()
+    assert store.room == 0 and len(store.cols["ts"]) == len(store) == 2_000
+    # More rows came meanwhile than the built columns have slots: they are not taken, and the slots
+    # are set aside the short way (one move) instead.
+    store = EventStore(max_rows=400_000)
+    store.reserve_below(70_000)
+    for _ in range((70_000 + store_module.ROOM_SPARE) // 2_000 + 1):
+        store.append_columns(batch)
+    while store.room_building:
+        time.sleep(0.01)
+    before = len(store)
+    assert store.prepend_columns(batch) == 2_000
+    assert len(store) == before + 2_000 and store.room == 70_000 - 2_000
+    assert len(store.cols["ts"]) == len(store) + store.room
+    assert [store.value(p, "id") for p in range(store.base, store.base + 2_000)] == ids
+    # Cleared while the thread builds: nothing of it is taken.
+    store = EventStore(max_rows=400_000)
+    store.reserve_below(300_000)
+    store.clear()
+    assert not store.room_building
+    time.sleep(0.2)
+    store.prepend_columns(batch)
+    assert store.room == 0 and len(store.cols["ts"]) == len(store) == 2_000
+
+
 def test_the_search_index_takes_prepended_rows_and_finds_what_the_scan_finds():
     rows = rows_in_order(6_000, seed=9)
     store = EventStore()
@@ -301,12 +432,18 @@ def test_a_view_scrolled_up_holds_still_while_older_rows_come_in(qtbot):
     assert view.at_bottom(), "at the bottom it follows the live rows"
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_random_interleavings_of_history_live_rows_filters_and_trimming(qtbot, seed):
+@pytest.mark.parametrize("seed", range(9))
+def test_random_interleavings_of_history_live_rows_filters_and_trimming(qtbot, monkeypatch, seed):
     """Whatever the order of replayed batches, live rows, filters, searches and trimming, the view
-    shows what the same filter shows over the same rows appended in order."""
+    shows what the same filter shows over the same rows appended in order. Seeds 6 and up build
+    the slots in a thread (as for a long replay), with few spare ones (taken over late, or too
+    late to be taken at all)."""
+    from app import store as store_module
     from ui.workspace.uplink_table import UplinkTableModel
 
+    if seed >= 6:
+        monkeypatch.setattr(store_module, "ROOM_BUILD_MIN", 1)
+        monkeypatch.setattr(store_module, "ROOM_SPARE", [3_000, 600, 50][seed - 6])
     rnd = random.Random(seed)
     total = 9_000
     rows = rows_in_order(total, seed=100 + seed)
@@ -316,6 +453,8 @@ def test_random_interleavings_of_history_live_rows_filters_and_trimming(qtbot, s
     batches = newest_first(rows[:split], rnd.randrange(50, 600), rnd.randrange(300, 2_500))
     live = rows[split:]
     model.reserve_history(split)
+    if seed in (6, 7):  # the slots are ready before the first batch (seed 8: whenever they are)
+        qtbot.waitUntil(lambda: not model.store.room_building, timeout=10_000)
     filters = [
         Filter(),
         Filter(kinds=frozenset({"uplink"})),

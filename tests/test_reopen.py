@@ -142,7 +142,7 @@ def test_the_window_reopens_a_history_of_200k_rows(qapp, loop, broker):
         assert result["first"] == ids[-len(result["first"]) :] and len(result["first"]) < 200_000, (
             "the newest rows show first"
         )
-        assert list(store.cols["id"]) == ids, "every row of the history, once, in order"
+        assert list(store.cols["id"][store.room :]) == ids, "every row of the history, once, in order"
         assert ws.model.rowCount() == 200_000
         assert len(ws.tracker) == DEVICES and ws.devices.model.rowCount() == DEVICES
         from app.devices import DeviceTracker
@@ -160,7 +160,7 @@ def test_the_window_reopens_a_history_of_200k_rows(qapp, loop, broker):
         page.reconnect()
         loop.run_until_complete(until(lambda: page.bridge.connected, timeout=60))
         loop.run_until_complete(asyncio.sleep(1.0))
-        assert list(store.cols["id"]) == ids and not ws.history_loading
+        assert list(store.cols["id"][store.room :]) == ids and not ws.history_loading
         # Loose: the replay is batched (20,000 rows a batch, the model announced on a timer), so the
         # window never waits for the whole history; on a loaded CI machine a turn may still be slow.
         assert result["stall_max_ms"] < 5_000, result

@@ -216,7 +216,7 @@ def reference_for(model, flt: Filter, regex: bool = False) -> list[int]:
     keep = model.store._row_test(Filter(kinds=flt.kinds, f_port=flt.f_port, gateway=flt.gateway))
     out = []
     for pos in reference_positions(model.store, query):
-        if keep(pos - model.store.base):
+        if keep(pos - model.store.zero):
             out.append(pos)
     return out
 

@@ -232,7 +232,7 @@ def _newest_shown(ws, newest_id: int) -> bool:
     # The model shows store rows up to its announced count; the newest is among the last or first.
     for row in (n - 1, 0):
         pos = model.position(row)
-        if pos >= 0 and store.base <= pos < store.end and ids[pos - store.base] == newest_id:
+        if pos >= 0 and store.base <= pos < store.end and ids[pos - store.zero] == newest_id:
             return True
     return False
 

@@ -341,9 +341,9 @@ class ConnectionPage(QWidget):
         kinds, sfs = cols["kind"], cols["spreading_factor"]
         positions = store.device_index.get(key) or ()
         for pos in reversed(positions):
-            i = pos - store.base
-            if i < 0:
+            if pos < store.base:
                 break  # trimmed away
+            i = pos - store.zero
             if kinds[i] == "uplink" and sfs[i] != NONE_INT:
                 bw, freq = cols["bandwidth_hz"][i], cols["frequency_hz"][i]
                 return (sfs[i], None if bw == NONE_INT else bw, None if freq == NONE_INT else freq)
@@ -428,10 +428,13 @@ class ConnectionPage(QWidget):
     def _id_floor(self) -> int:
         """One above the largest history id this page's table holds: a new session (a reconnect,
         a restarted engine) never hands out an id that already names a row here."""
+        import numpy as np
+
         from app.store import NONE_INT
 
-        ids = self.workspace.store.cols["id"]
-        top = max(ids, default=NONE_INT)
+        store = self.workspace.store
+        ids = np.frombuffer(store.cols["id"], dtype=np.int64)[store.room :]  # not the slots set aside
+        top = int(ids.max()) if len(ids) else NONE_INT
         return top + 1 if top != NONE_INT else 0
 
     # ----- reading

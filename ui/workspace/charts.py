@@ -114,9 +114,10 @@ def series_from_store(store, positions) -> tuple[np.ndarray, np.ndarray, np.ndar
         pos = np.arange(positions.start, positions.stop, positions.step, dtype=np.int64)
     else:
         pos = np.array(positions, dtype=np.int64)  # copies: no buffer export is left behind
-    idx = pos - store.base
-    if len(idx) and (idx[0] < 0 or idx[-1] >= len(store) or idx.min() < 0 or idx.max() >= len(store)):
-        idx = idx[(idx >= 0) & (idx < len(store))]
+    idx = pos - store.zero
+    lo, hi = store.room, store.room + len(store)  # the column indexes that hold rows
+    if len(idx) and (idx[0] < lo or idx[-1] >= hi or idx.min() < lo or idx.max() >= hi):
+        idx = idx[(idx >= lo) & (idx < hi)]
     cols = store.cols
     ts = _take(cols["ts"], np.float64, idx)
     rssi = _take(cols["rssi"], np.float64, idx)

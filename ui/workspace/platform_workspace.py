@@ -184,7 +184,7 @@ class PlatformWorkspace(QWidget):
             stored = rows
         if not stored:
             return  # a new connection (the demo's, say): nothing to load, nothing to say
-        self.model.reserve_history(rows)
+        self.model.reserve_history(rows, min(rows, stored))
         self.history_loading = True
         self._history_loaded = 0
         self._history_expected = min(rows, stored)
@@ -320,7 +320,7 @@ class PlatformWorkspace(QWidget):
         if self.history_loading:
             return  # the rows the replay brings would be found twice: history_finished searches
         query = Query(flt.text, self.filter_bar.regex_on)
-        ids = np.frombuffer(self.store.cols["id"], dtype=np.int64)
+        ids = np.frombuffer(self.store.cols["id"], dtype=np.int64)[self.store.room :]
         ids = ids[ids != NONE_INT]
         before = int(ids.min()) if len(ids) else None
         del ids

@@ -225,8 +225,8 @@ class UplinkTableModel(QAbstractTableModel):
     def locate(self, pos: int) -> tuple[EventStore, int]:
         """(the store holding the row at pos, its index in that store's columns)."""
         if pos >= 0:
-            return self.store, pos - self.store.base
-        return self.older, -1 - pos - self.older.base
+            return self.store, pos - self.store.zero
+        return self.older, -1 - pos - self.older.zero
 
     def kind_at(self, pos: int) -> str:
         s, i = self.locate(pos)
@@ -235,8 +235,8 @@ class UplinkTableModel(QAbstractTableModel):
     def row_at(self, pos: int) -> dict:
         """The row at pos as EventStore.row gives it, with "dup" and "repeat" (delivered twice)."""
         s, i = self.locate(pos)
-        row = s.row(s.base + i)
-        row["dup"] = s.is_dup(s.base + i)
+        row = s.row(s.zero + i)
+        row["dup"] = s.is_dup(s.zero + i)
         row["repeat"] = pos >= 0 and self.is_repeat(pos)
         return row
 
@@ -366,12 +366,13 @@ class UplinkTableModel(QAbstractTableModel):
         return taken
 
     # ----- history replayed newest first (reopening a connection)
-    def reserve_history(self, n: int) -> None:
+    def reserve_history(self, n: int, expected: int | None = None) -> None:
         """Before a replay into an empty table: its rows' positions start at n, so n older rows
-        can be put above the live rows that arrive meanwhile."""
+        can be put above the live rows that arrive meanwhile; the store sets slots aside for the
+        `expected` rows (default n) the replay brings, filled in place as batches come."""
         store = self.store
         if len(store) == 0 and not self._held and n > 0:
-            store.reserve_below(n)
+            store.reserve_below(n, expected)
             self._announced_end = self._repeats_end = self._matched_lo = store.end
             self.search_index.catch_up(0)  # the index starts where the store does
             self.taking_history = True
@@ -489,6 +490,7 @@ class UplinkTableModel(QAbstractTableModel):
         """The replay is over: counts the platform-level duplicates once more over every row in
         order (a batch was counted on its own as it came), in slices; the result replaces the
         first count when the pass reaches the newest row."""
+        self.store.end_replay()  # no more slots set aside for older rows
         self._recount = [self.store.base, {}, array("q")]
         self._recount_timer.start(0)
 
@@ -743,8 +745,8 @@ class UplinkTableModel(QAbstractTableModel):
         if flt.kinds or flt.f_port is not None or flt.gateway:
             store = self.store
             keep = store._row_test(Filter(kinds=flt.kinds, f_port=flt.f_port, gateway=flt.gateway))
-            base = store.base
-            positions = np.fromiter((p for p in positions.tolist() if keep(p - base)), dtype=np.int64)
+            zero = store.zero
+            positions = np.fromiter((p for p in positions.tolist() if keep(p - zero)), dtype=np.int64)
         return positions
 
     def _matching_new(self, lo: int, hi: int) -> array:
@@ -796,7 +798,7 @@ class UplinkTableModel(QAbstractTableModel):
         (which it moves on); their positions, ascending."""
         store = self.store
         c = store.cols
-        i0, i1 = lo - store.base, hi - store.base
+        i0, i1 = lo - store.zero, hi - store.zero
         found = array("q")
         pos = lo
         kinds, counters_col = c["kind"][i0:i1], c["f_cnt"][i0:i1]
@@ -837,7 +839,7 @@ class UplinkTableModel(QAbstractTableModel):
 
     def _duplicate_positions(self) -> np.ndarray:
         store = self.store
-        flagged = np.flatnonzero(np.frombuffer(store.cols["dup"], dtype=np.uint8)) + store.base
+        flagged = np.flatnonzero(np.frombuffer(store.cols["dup"], dtype=np.uint8)) + store.zero
         repeats = np.frombuffer(self.repeats, dtype=np.int64) if len(self.repeats) else np.empty(0, dtype=np.int64)
         if not len(repeats):
             return flagged
