@@ -61,7 +61,7 @@ RETENTION_CHUNK = 5_000  # most rows one automatic retention pass deletes (~70 m
 # Reopening a connection (load_newest_first): the newest rows in a small first batch, shown at
 # once; the rest in batches of a size the window appends in a few milliseconds each.
 REPLAY_FIRST_ROWS = 2_000
-REPLAY_CHUNK_ROWS = 5_000
+REPLAY_CHUNK_ROWS = 20_000
 RETENTION_SLACK = 0.01  # automatic passes delete this fraction below a limit, so they run rarely
 
 
