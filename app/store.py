@@ -359,6 +359,9 @@ class EventStore:
         self.room = 0
         self._expected = 0  # older rows still to come that slots are set aside for
         self._room_build: _RoomBuilder | None = None
+        # Positions below this were held by rows trimmed away: a prepend never takes them again
+        # (what is keyed by position, the search index say, may still name those rows).
+        self._floor = 0
         self.cols: dict[str, list | array] = {}
         for name in INT_COLS:
             self.cols[name] = array("q")
@@ -514,13 +517,14 @@ class EventStore:
     def prepend_columns(self, batch: dict) -> int:
         """Puts a batch of rows older than every row held (a history replayed newest batch
         first) before them: the rows held keep their positions, base moves down. Takes the
-        newest of the batch's rows that fit under max_rows and above position 0, and returns
-        how many (the store's first rows are then those). A malformed batch raises ValueError
-        as append_columns does, and nothing changes."""
+        newest of the batch's rows that fit under max_rows and above position 0, and none once
+        rows were trimmed (they were newer), and returns how many (the store's first rows are
+        then those). A malformed batch raises ValueError as append_columns does, and nothing
+        changes."""
         if not batch:
             return 0
         n = _batch_rows(batch)
-        k = min(n, self.max_rows - len(self), self.base)
+        k = min(n, self.max_rows - len(self), self.base - self._floor)
         if k <= 0:
             return 0
         cut = n - k
@@ -619,6 +623,7 @@ class EventStore:
         self.room = self._expected = 0
         self._stop_room_build()
         self.base += excess
+        self._floor = self.base
         for key, positions in list(self.device_index.items()):
             cut = bisect.bisect_left(positions, self.base)
             if cut == len(positions):

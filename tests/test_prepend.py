@@ -228,6 +228,28 @@ def test_a_long_replay_takes_slots_built_by_a_thread_and_then_moves_nothing():
     assert store.room == 0 and len(store.cols["ts"]) == len(store) == 2_000
 
 
+def test_no_prepend_after_a_trim_takes_the_positions_of_the_rows_trimmed():
+    """Rows trimmed were newer than any older row a replay still brings, and their positions may
+    still be named (a piece of the search index spans them): once rows were trimmed, nothing is
+    put below them, even with the limit raised."""
+    rows = rows_in_order(400, seed=3)
+    store = EventStore(max_rows=100, trim_chunk=1)
+    index = SearchIndex(store)
+    store.reserve_below(200)
+    store.append_columns(columns_from_rows(rows[200:350]))  # 150 rows: trimmed to 100
+    index.catch_up()
+    store.append_columns(columns_from_rows(rows[350:400]))
+    index.catch_up()
+    store.set_max_rows(300)
+    base = store.base
+    assert store.prepend_columns(columns_from_rows(rows[0:80])) == 0
+    assert store.base == base and len(store) == 100
+    while index.catch_up_below():
+        pass
+    query = Query("sensor", False)
+    assert list(index.search(query).run(store.base)) == reference_positions(store, query)
+
+
 def test_the_search_index_takes_prepended_rows_and_finds_what_the_scan_finds():
     rows = rows_in_order(6_000, seed=9)
     store = EventStore()
